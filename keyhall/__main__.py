@@ -1,0 +1,3 @@
+from keyhall.cli import main
+
+main()

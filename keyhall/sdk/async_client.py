@@ -1,0 +1,159 @@
+"""Asynchronous client of the GenAuth v3 Authentication API served by Keyhall."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from keyhall.sdk._request import (
+    SIGN_UP_PATH,
+    SYSTEM_PATH,
+    AppSettings,
+    JSONDict,
+    build_request,
+    check_encrypt_type,
+    connection_error,
+    encrypt,
+    make_settings,
+    parse_response,
+    password_to_encrypt,
+    read_public_keys,
+    sign_up_body,
+    with_encrypted_password,
+)
+
+
+class AsyncAuthenticationClient:
+    """The :class:`~keyhall.sdk.client.AuthenticationClient` API as coroutines, on one ``httpx.AsyncClient``.
+
+    A caller-supplied ``http_client`` is used as is and left open by :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        app_host: str,
+        app_secret: str | None = None,
+        redirect_uri: str | None = None,
+        timeout: float = 10.0,
+        lang: str | None = None,
+        access_token: str | None = None,
+        password_encrypt_type: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._settings = make_settings(
+            app_id, app_host, app_secret, redirect_uri, timeout, lang, access_token, password_encrypt_type
+        )
+        self._owns_http = http_client is None
+        self._http = httpx.AsyncClient(timeout=self._settings.timeout) if http_client is None else http_client
+        self._keys_lock = asyncio.Lock()
+        self._public_keys: dict[str, str] = {}
+
+    @property
+    def settings(self) -> AppSettings:
+        """The validated configuration this client sends requests with."""
+        return self._settings
+
+    @property
+    def app_id(self) -> str:
+        """The application ID."""
+        return self._settings.app_id
+
+    @property
+    def app_host(self) -> str:
+        """The server URL, without trailing slash."""
+        return self._settings.app_host
+
+    async def sign_up(
+        self,
+        connection: str,
+        password_payload: Mapping[str, Any] | None = None,
+        pass_code_payload: Mapping[str, Any] | None = None,
+        profile: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """Register a user (``POST /api/v3/signup``) with ``connection`` "PASSWORD" or "PASSCODE"."""
+        body = sign_up_body(connection, password_payload, pass_code_payload, profile, options)
+        encrypt_type = self._settings.password_encrypt_type
+        if encrypt_type is not None and password_to_encrypt(body, encrypt_type) is not None:
+            body = with_encrypted_password(body, encrypt_type, await self._public_key(encrypt_type))
+        return await self._send("POST", SIGN_UP_PATH, body)
+
+    async def sign_up_by_email_password(
+        self,
+        email: str,
+        password: str,
+        profile: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """Register a user with email and password."""
+        return await self.sign_up("PASSWORD", {"email": email, "password": password}, None, profile, options)
+
+    async def sign_up_by_username_password(
+        self,
+        username: str,
+        password: str,
+        profile: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """Register a user with username and password."""
+        return await self.sign_up(
+            "PASSWORD", {"username": username, "password": password}, None, profile, options
+        )
+
+    async def get_system_info(self) -> JSONDict:
+        """The server's public information (``GET /api/v3/system``): public keys and version."""
+        return await self._send("GET", SYSTEM_PATH)
+
+    async def encrypt_password(self, password: str, encrypt_type: str) -> str:
+        """Encrypt ``password`` with the server's ``encrypt_type`` ("rsa"/"sm2") public key, for callers
+        who send ``options.passwordEncryptType`` themselves."""
+        check_encrypt_type(encrypt_type)
+        return encrypt(password, encrypt_type, await self._public_key(encrypt_type))
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless the caller supplied the HTTP client."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _public_key(self, encrypt_type: str) -> str:
+        """The server's ``encrypt_type`` public key, fetched on first use and then cached."""
+        key = self._public_keys.get(encrypt_type)
+        if key is None:
+            async with self._keys_lock:
+                key = self._public_keys.get(encrypt_type)
+                if key is None:
+                    info = await self.get_system_info()
+                    self._public_keys = read_public_keys(info, encrypt_type, self._settings)
+                    key = self._public_keys[encrypt_type]
+        return key
+
+    async def _send(self, method: str, path: str, body: JSONDict | None = None) -> JSONDict:
+        """Send one API call and return the decoded answer."""
+        request = build_request(self._settings, method, path, body)
+        try:
+            response = await self._http.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=request.content,
+                timeout=self._settings.timeout,
+            )
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self._settings) from exc
+        return parse_response(response.status_code, response.content)

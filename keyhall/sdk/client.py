@@ -1,0 +1,159 @@
+"""Synchronous client of the GenAuth v3 Authentication API served by Keyhall."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from keyhall.sdk._request import (
+    SIGN_UP_PATH,
+    SYSTEM_PATH,
+    AppSettings,
+    JSONDict,
+    build_request,
+    check_encrypt_type,
+    connection_error,
+    encrypt,
+    make_settings,
+    parse_response,
+    password_to_encrypt,
+    read_public_keys,
+    sign_up_body,
+    with_encrypted_password,
+)
+
+
+class AuthenticationClient:
+    """Calls the Authentication API as an app; answers are the server's JSON dicts (check ``statusCode``).
+
+    ``timeout`` is in seconds. With ``password_encrypt_type`` ("rsa" or "sm2") the client encrypts
+    passwords itself with the server's public key (fetched once); without it, passwords and options
+    are sent as given. A caller-supplied ``http_client`` is used as is and left open by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        app_host: str,
+        app_secret: str | None = None,
+        redirect_uri: str | None = None,
+        timeout: float = 10.0,
+        lang: str | None = None,
+        access_token: str | None = None,
+        password_encrypt_type: str | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._settings = make_settings(
+            app_id, app_host, app_secret, redirect_uri, timeout, lang, access_token, password_encrypt_type
+        )
+        self._owns_http = http_client is None
+        self._http = httpx.Client(timeout=self._settings.timeout) if http_client is None else http_client
+        self._keys_lock = threading.Lock()
+        self._public_keys: dict[str, str] = {}
+
+    @property
+    def settings(self) -> AppSettings:
+        """The validated configuration this client sends requests with."""
+        return self._settings
+
+    @property
+    def app_id(self) -> str:
+        """The application ID."""
+        return self._settings.app_id
+
+    @property
+    def app_host(self) -> str:
+        """The server URL, without trailing slash."""
+        return self._settings.app_host
+
+    def sign_up(
+        self,
+        connection: str,
+        password_payload: Mapping[str, Any] | None = None,
+        pass_code_payload: Mapping[str, Any] | None = None,
+        profile: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """Register a user (``POST /api/v3/signup``) with ``connection`` "PASSWORD" or "PASSCODE"."""
+        body = sign_up_body(connection, password_payload, pass_code_payload, profile, options)
+        encrypt_type = self._settings.password_encrypt_type
+        if encrypt_type is not None and password_to_encrypt(body, encrypt_type) is not None:
+            body = with_encrypted_password(body, encrypt_type, self._public_key(encrypt_type))
+        return self._send("POST", SIGN_UP_PATH, body)
+
+    def sign_up_by_email_password(
+        self,
+        email: str,
+        password: str,
+        profile: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """Register a user with email and password."""
+        return self.sign_up("PASSWORD", {"email": email, "password": password}, None, profile, options)
+
+    def sign_up_by_username_password(
+        self,
+        username: str,
+        password: str,
+        profile: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """Register a user with username and password."""
+        return self.sign_up("PASSWORD", {"username": username, "password": password}, None, profile, options)
+
+    def get_system_info(self) -> JSONDict:
+        """The server's public information (``GET /api/v3/system``): public keys and version."""
+        return self._send("GET", SYSTEM_PATH)
+
+    def encrypt_password(self, password: str, encrypt_type: str) -> str:
+        """Encrypt ``password`` with the server's ``encrypt_type`` ("rsa"/"sm2") public key, for callers
+        who send ``options.passwordEncryptType`` themselves."""
+        check_encrypt_type(encrypt_type)
+        return encrypt(password, encrypt_type, self._public_key(encrypt_type))
+
+    def close(self) -> None:
+        """Close the connection pool, unless the caller supplied the HTTP client."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _public_key(self, encrypt_type: str) -> str:
+        """The server's ``encrypt_type`` public key, fetched on first use and then cached."""
+        key = self._public_keys.get(encrypt_type)
+        if key is None:
+            with self._keys_lock:
+                key = self._public_keys.get(encrypt_type)
+                if key is None:
+                    info = self.get_system_info()
+                    self._public_keys = read_public_keys(info, encrypt_type, self._settings)
+                    key = self._public_keys[encrypt_type]
+        return key
+
+    def _send(self, method: str, path: str, body: JSONDict | None = None) -> JSONDict:
+        """Send one API call and return the decoded answer."""
+        request = build_request(self._settings, method, path, body)
+        try:
+            response = self._http.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=request.content,
+                timeout=self._settings.timeout,
+            )
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self._settings) from exc
+        return parse_response(response.status_code, response.content)

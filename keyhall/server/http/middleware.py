@@ -1,0 +1,97 @@
+"""The outermost layer: request id, body-size limit, a last-resort 500 envelope, one log line per request.
+
+Written as plain ASGI (not BaseHTTPMiddleware) so that the body limit applies while the body streams in,
+before a byte of an oversized request is buffered.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyhall.server.errors import PayloadTooLarge, ServerError
+from keyhall.server.http.envelope import RequestInfo, error
+
+log = structlog.get_logger("keyhall.http")
+
+
+class KeyhallMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        info = RequestInfo.of_scope(scope)
+        http_status: list[int] = []
+        limit = self.max_body_bytes
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                http_status.append(message["status"])
+                headers = list(message.get("headers", []))
+                if not any(k == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", info.request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        received = 0
+
+        async def receive_wrapper() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(limit=limit)
+            return message
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > limit:
+                await error(info, PayloadTooLarge(limit=limit))(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive_wrapper, send_wrapper)
+        except PayloadTooLarge as exc:
+            if not http_status:
+                await error(info, exc)(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("unhandled_error", request_id=info.request_id, path=scope.get("path"))
+            if not http_status:
+                await error(info, ServerError())(scope, receive, send_wrapper)
+        finally:
+            _log_request(scope, info, http_status)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _log_request(scope: Scope, info: RequestInfo, http_status: list[int]) -> None:
+    fields: dict[str, Any] = {
+        "request_id": info.request_id,
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+        "http_status": http_status[0] if http_status else None,
+        "status_code": info.status_code,
+        "duration_ms": round((time.perf_counter() - info.started) * 1000, 1),
+    }
+    client = scope.get("client")
+    if client:
+        fields["peer"] = client[0]
+    for name in ("api_code", "app_id", "user_id", "error"):
+        value = getattr(info, name)
+        if value is not None:
+            fields[name] = value
+    log.info("request", **fields)

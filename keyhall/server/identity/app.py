@@ -1,0 +1,51 @@
+"""An application as the flows see it: its id, its pool and the pool's rules."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from keyhall.server.crypto.passwords import Argon2Params
+from keyhall.server.identity.password_policy import PasswordPolicy
+
+
+@dataclass(frozen=True)
+class App:
+    id: str
+    name: str
+    pool_id: str
+    secret_sha256: str
+    allow_self_registration: bool
+    password_policy: PasswordPolicy
+    argon2: Argon2Params
+
+    @classmethod
+    def from_rows(cls, app: Any, pool: Any) -> App:
+        return cls(
+            id=app.id,
+            name=app.name,
+            pool_id=pool.id,
+            secret_sha256=app.secret_sha256,
+            allow_self_registration=pool.allow_self_registration,
+            password_policy=PasswordPolicy(
+                strength=pool.password_strength,
+                custom_regex=pool.password_regex,
+                custom_message=pool.password_regex_message,
+                nist=pool.password_nist,
+            ),
+            argon2=Argon2Params(
+                time_cost=pool.argon2_time_cost,
+                memory_kib=pool.argon2_memory_kib,
+                parallelism=pool.argon2_parallelism,
+            ),
+        )
+
+    def secret_matches(self, secret: str) -> bool:
+        return hmac.compare_digest(hash_secret(secret), self.secret_sha256)
+
+
+def hash_secret(secret: str) -> str:
+    """App secrets are 256 random bits, so one SHA-256 suffices (no slow hash needed to resist guessing)."""
+    return hashlib.sha256(secret.encode()).hexdigest()

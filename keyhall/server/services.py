@@ -1,0 +1,56 @@
+"""The objects one server process shares between requests, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from keyhall.server.clock import Clock, system_clock
+from keyhall.server.crypto.passwords import PasswordHasher
+from keyhall.server.crypto.transport import TransportKeys
+from keyhall.server.flows.registration import Registration
+from keyhall.server.flows.setup import load_transport_keys
+from keyhall.server.identity.app import App
+from keyhall.server.settings import Settings
+from keyhall.server.store import repository
+from keyhall.server.store.db import create_engine, read_transaction
+
+
+class AppDirectory:
+    """Looks applications (and their pool's rules) up by id."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get(self, app_id: str) -> App | None:
+        async with read_transaction(self._engine) as conn:
+            row = await repository.get_app(conn, app_id)
+        return None if row is None else App.from_rows(row.app, row.pool)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    hasher: PasswordHasher
+    transport_keys: TransportKeys
+    apps: AppDirectory
+    registration: Registration
+
+    @classmethod
+    async def start(cls, settings: Settings, clock: Clock = system_clock) -> Services:
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        keys = await load_transport_keys(engine)
+        hasher = PasswordHasher(settings.hash_concurrency)
+        return cls(
+            settings=settings,
+            engine=engine,
+            hasher=hasher,
+            transport_keys=keys,
+            apps=AppDirectory(engine),
+            registration=Registration(engine, hasher, keys.decrypt_password, clock),
+        )
+
+    async def stop(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,139 @@
+"""Reads and writes of pools, applications, users and keys: SQLAlchemy Core on an async connection.
+
+Callers own the transaction (``keyhall.server.store.db.write_transaction``); nothing here commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from keyhall.server.store.tables import Application, Pool, TransportKey, User
+
+users = cast(Table, User.__table__)
+pools = cast(Table, Pool.__table__)
+applications = cast(Table, Application.__table__)
+transport_keys = cast(Table, TransportKey.__table__)
+
+
+@dataclass(frozen=True)
+class AppRow:
+    app: Any
+    pool: Any
+
+
+async def get_app(conn: AsyncConnection, app_id: str) -> AppRow | None:
+    """The application and its pool, or None."""
+    app = (await conn.execute(select(applications).where(applications.c.id == app_id))).first()
+    if app is None:
+        return None
+    pool = await _one(conn, select(pools).where(pools.c.id == app.pool_id))
+    return AppRow(app=app, pool=pool)
+
+
+async def first_app(conn: AsyncConnection) -> Any | None:
+    return (await conn.execute(select(applications).order_by(applications.c.created_at).limit(1))).first()
+
+
+async def first_pool(conn: AsyncConnection) -> Any | None:
+    return (await conn.execute(select(pools).order_by(pools.c.created_at).limit(1))).first()
+
+
+async def insert_pool(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(pools.insert().values(**values))
+
+
+async def insert_app(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(applications.insert().values(**values))
+
+
+async def insert_user(conn: AsyncConnection, values: dict[str, Any]) -> Any:
+    """Insert a user and return the stored row. Raises IntegrityError on a duplicate identifier."""
+    await conn.execute(users.insert().values(**values))
+    return await _one(conn, select(users).where(users.c.id == values["id"]))
+
+
+async def find_taken(
+    conn: AsyncConnection,
+    pool_id: str,
+    *,
+    email_norm: str | None,
+    username_norm: str | None,
+    phone_e164: str | None,
+) -> set[str]:
+    """Which of the given identifiers already belong to a user of the pool: {"email", "username", "phone"}."""
+    conditions = []
+    if email_norm:
+        conditions.append(users.c.email_norm == email_norm)
+    if username_norm:
+        conditions.append(users.c.username_norm == username_norm)
+    if phone_e164:
+        conditions.append(users.c.phone_e164 == phone_e164)
+    if not conditions:
+        return set()
+    query = select(users.c.email_norm, users.c.username_norm, users.c.phone_e164).where(
+        users.c.pool_id == pool_id, or_(*conditions)
+    )
+    taken: set[str] = set()
+    for row in await conn.execute(query):
+        if email_norm and row.email_norm == email_norm:
+            taken.add("email")
+        if username_norm and row.username_norm == username_norm:
+            taken.add("username")
+        if phone_e164 and row.phone_e164 == phone_e164:
+            taken.add("phone")
+    return taken
+
+
+def conflicting_field(error: IntegrityError) -> str | None:
+    """Which unique index a failed insert hit: "email", "username", "phone", "external_id" or None.
+
+    PostgreSQL names the index (uq_users_pool_email); SQLite names its columns (users.email_norm).
+    """
+    text = str(error.orig)
+    for field, markers in (
+        ("email", ("uq_users_pool_email", "users.email_norm")),
+        ("username", ("uq_users_pool_username", "users.username_norm")),
+        ("phone", ("uq_users_pool_phone", "users.phone_e164")),
+        ("external_id", ("uq_users_pool_external_id", "users.external_id")),
+    ):
+        if any(marker in text for marker in markers):
+            return field
+    return None
+
+
+async def list_users(conn: AsyncConnection, *, pool_id: str | None = None, limit: int = 100) -> list[Any]:
+    query = select(users).order_by(users.c.created_at, users.c.id).limit(limit)
+    if pool_id:
+        query = query.where(users.c.pool_id == pool_id)
+    return list(await conn.execute(query))
+
+
+async def count_users(conn: AsyncConnection, *, pool_id: str | None = None) -> int:
+    query = select(func.count()).select_from(users)
+    if pool_id:
+        query = query.where(users.c.pool_id == pool_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def get_transport_keys(conn: AsyncConnection) -> dict[str, Any]:
+    return {row.kind: row for row in await conn.execute(select(transport_keys))}
+
+
+async def insert_transport_key(
+    conn: AsyncConnection, kind: str, private_key: str, public_key: str, now: datetime
+) -> None:
+    await conn.execute(
+        transport_keys.insert().values(
+            kind=kind, private_key=private_key, public_key=public_key, created_at=now
+        )
+    )
+
+
+async def _one(conn: AsyncConnection, query: Any) -> Any:
+    return (await conn.execute(query)).one()

@@ -1,0 +1,166 @@
+"""The schema: user pools, applications, users and their external identities, transport keys.
+
+Uniqueness lives here, in unique indexes on the normalised identifiers, so that concurrent sign-ups of
+one email settle in the database: exactly one insert wins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _ts() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Pool(Base):
+    __tablename__ = "pools"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    allow_self_registration: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    password_strength: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    password_regex: Mapped[str | None] = mapped_column(Text)
+    password_regex_message: Mapped[str | None] = mapped_column(Text)
+    password_nist: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    argon2_time_cost: Mapped[int] = mapped_column(Integer, nullable=False)
+    argon2_memory_kib: Mapped[int] = mapped_column(Integer, nullable=False)
+    argon2_parallelism: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class Application(Base):
+    __tablename__ = "applications"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(
+        ForeignKey("pools.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    secret_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("uq_users_pool_email", "pool_id", "email_norm", unique=True),
+        Index("uq_users_pool_username", "pool_id", "username_norm", unique=True),
+        Index("uq_users_pool_phone", "pool_id", "phone_e164", unique=True),
+        Index("uq_users_pool_external_id", "pool_id", "external_id", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    work_status: Mapped[str] = mapped_column(String(16), nullable=False, default="Active")
+    external_id: Mapped[str | None] = mapped_column(String(255))
+
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_norm: Mapped[str | None] = mapped_column(String(320))
+    email_verified: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    phone_country_code: Mapped[str | None] = mapped_column(String(8))
+    phone_e164: Mapped[str | None] = mapped_column(String(32))
+    phone_verified: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    username: Mapped[str | None] = mapped_column(String(255))
+    username_norm: Mapped[str | None] = mapped_column(String(255))
+
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    password_security_level: Mapped[int | None] = mapped_column(Integer)
+    password_last_set_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reset_password_on_next_login: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    # SignUpProfileDto / UserDto profile fields.
+    name: Mapped[str | None] = mapped_column(String(255))
+    nickname: Mapped[str | None] = mapped_column(String(255))
+    given_name: Mapped[str | None] = mapped_column(String(255))
+    family_name: Mapped[str | None] = mapped_column(String(255))
+    middle_name: Mapped[str | None] = mapped_column(String(255))
+    preferred_username: Mapped[str | None] = mapped_column(String(255))
+    profile: Mapped[str | None] = mapped_column(Text)
+    photo: Mapped[str | None] = mapped_column(Text)
+    website: Mapped[str | None] = mapped_column(Text)
+    gender: Mapped[str] = mapped_column(String(1), nullable=False, default="U")
+    birthdate: Mapped[str | None] = mapped_column(String(10))
+    zoneinfo: Mapped[str | None] = mapped_column(String(255))
+    locale: Mapped[str | None] = mapped_column(String(255))
+    company: Mapped[str | None] = mapped_column(String(255))
+    browser: Mapped[str | None] = mapped_column(Text)
+    device: Mapped[str | None] = mapped_column(String(255))
+    country: Mapped[str | None] = mapped_column(String(255))
+    province: Mapped[str | None] = mapped_column(String(255))
+    city: Mapped[str | None] = mapped_column(String(255))
+    region: Mapped[str | None] = mapped_column(String(255))
+    locality: Mapped[str | None] = mapped_column(String(255))
+    address: Mapped[str | None] = mapped_column(Text)
+    formatted: Mapped[str | None] = mapped_column(Text)
+    street_address: Mapped[str | None] = mapped_column(Text)
+    postal_code: Mapped[str | None] = mapped_column(String(64))
+    custom_data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+
+    user_source_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    user_source_id: Mapped[str | None] = mapped_column(String(64))
+    logins_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_login: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_ip: Mapped[str | None] = mapped_column(String(64))
+    last_login_app: Mapped[str | None] = mapped_column(String(24))
+    last_mfa_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    main_department_id: Mapped[str | None] = mapped_column(String(24))
+    signup_ip: Mapped[str | None] = mapped_column(String(64))
+    status_changed_at: Mapped[datetime] = _ts()
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class Identity(Base):
+    """A link from a user to an account in an external identity provider (IdentityDto)."""
+
+    __tablename__ = "identities"
+    __table_args__ = (
+        Index("uq_identities_idp_user", "pool_id", "ext_idp_id", "user_id_in_idp", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), nullable=False)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    ext_idp_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    type: Mapped[str] = mapped_column(String(32), nullable=False)
+    user_id_in_idp: Mapped[str] = mapped_column(String(255), nullable=False)
+    origin_conn_ids: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    created_at: Mapped[datetime] = _ts()
+
+
+class TransportKey(Base):
+    """The server's key pairs for password transport encryption (rsa, sm2); one row per kind."""
+
+    __tablename__ = "transport_keys"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    private_key: Mapped[str] = mapped_column(Text, nullable=False)
+    public_key: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _ts()
