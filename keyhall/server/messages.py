@@ -144,7 +144,8 @@ def message_for(message_id: str, lang: str = DEFAULT_LANG, **params: Any) -> str
     """The text of ``message_id`` in ``lang``, with ``params`` filled in."""
     texts = CATALOGUE.get(message_id) or CATALOGUE["server_error"]
     if "rule" in params and params["rule"] in PASSWORD_RULES:
-        params = {**params, "reason": password_rule_text(params["rule"], lang, **params)}
+        rule_params = {k: v for k, v in params.items() if k != "rule"}
+        params = {**params, "reason": password_rule_text(params["rule"], lang, **rule_params)}
     template = texts.get(lang) or texts[DEFAULT_LANG]
     return _fill(template, params)
 

@@ -128,7 +128,8 @@ class _Wire(BaseModel):
 
 
 class PasswordPayload(_Wire):
-    password: Annotated[str, _text(PASSWORD_WIRE_MAX)] | None = None
+    # Only capped here: what a password may contain is the password policy's to say (400/2029).
+    password: Annotated[str, Field(max_length=PASSWORD_WIRE_MAX)] | None = None
     email: Short | None = None
     username: Short | None = None
 

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real Keyhall server on SQLite and one on PostgreSQL, for the whole session.
+
+PostgreSQL is not optional: when the server at KEYHALL_TEST_POSTGRES_URL
+(default postgresql://postgres@127.0.0.1:5432/test) cannot be reached the PostgreSQL tests fail, they
+do not skip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.servers import (
+    RunningServer,
+    create_postgres_database,
+    drop_postgres_database,
+    start_server,
+)
+
+
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("sqlite")
+    server = start_server("sqlite", f"sqlite:///{folder / 'keyhall.db'}", folder / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("postgres")
+    url = create_postgres_database()
+    server = start_server("postgres", url, folder / "server.log")
+    yield server
+    server.stop()
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest) -> RunningServer:
+    """Each test that takes ``server`` runs once per database."""
+    return request.getfixturevalue(f"{request.param}_server")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[httpx.Client]:
+    """An HTTP client for the server, sending the default app id."""
+    with httpx.Client(
+        base_url=server.base_url, headers={"x-genauth-app-id": server.app_id}, timeout=30
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for emails and usernames, so tests never collide on one database."""
+    return uuid.uuid4().hex[:10]
