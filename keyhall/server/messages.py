@@ -123,8 +123,8 @@ PASSWORD_RULES: dict[str, dict[str, str]] = {
         "zh-CN": "该密码过于常见或已泄露，请更换",
     },
     "equals_identifier": {
-        "en-US": "it must not be the same as your {identifier}",
-        "zh-CN": "不能与{identifier}相同",
+        "en-US": "it must not be the same as your email or username",
+        "zh-CN": "不能与邮箱或用户名相同",
     },
     "control_characters": {
         "en-US": "it must not contain control characters",

@@ -84,7 +84,7 @@ def proves_secret(request: Request, app: App, client_id: str | None, client_secr
 
 
 def client_ip(request: Request, *, trusted_caller: bool, claimed: str | None) -> str | None:
-    """The end user's address: the peer, unless a trusted caller (app secret, trusted proxy) says otherwise."""
+    """The end user's address: the peer, unless the app secret or a trusted proxy vouches for another."""
     peer = request.client.host if request.client else None
     from_proxy = peer is not None and _is_trusted_proxy(request, peer)
     if trusted_caller and claimed:

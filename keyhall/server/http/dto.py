@@ -50,8 +50,12 @@ def _http_url(value: str) -> str:
         parts = urlsplit(value)
     except ValueError:
         raise ValueError("must be an http(s) URL") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http:// or https:// URL")
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise ValueError("must be an http:// or https:// URL with a host")
     return value
 
 
@@ -80,7 +84,7 @@ def _birthdate(value: str) -> str:
 
 def _custom_data(value: dict[str, Any]) -> dict[str, Any]:
     _check_json_tree(value, depth=1)
-    size = len(json.dumps(value, ensure_ascii=False).encode())
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     if size > CUSTOM_DATA_MAX_BYTES:
         raise ValueError(f"must be at most {CUSTOM_DATA_MAX_BYTES} bytes as JSON (it is {size})")
     return value
@@ -92,6 +96,8 @@ def _check_json_tree(value: Any, depth: int) -> None:
         raise ValueError(f"must be nested at most {CUSTOM_DATA_MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("keys must be strings")
             _check_json_string(key)
             _check_json_tree(item, depth + 1)
     elif isinstance(value, list):

@@ -76,7 +76,8 @@ def normalise_phone(raw: str, country_code: str | None, field: str = "phone") ->
         code = "+" + code
     if not code[1:].isdigit() or len(code) > 5:
         raise InvalidArgument(
-            field="phoneCountryCode", reason=f"{country_code!r} is not a country calling code"
+            field=f"{field.rpartition('.')[0]}.phoneCountryCode".lstrip("."),
+            reason=f"{country_code!r} is not a country calling code",
         )
     candidate = number if number.startswith("+") else code + number
     try:

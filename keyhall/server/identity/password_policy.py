@@ -131,9 +131,9 @@ def _not_identifier(password: str, identifiers: tuple[str, ...]) -> None:
     for identifier in identifiers:
         if not identifier:
             continue
-        candidate = identifier.casefold()
+        candidate = normalise_password(identifier).casefold()
         if folded == candidate or ("@" in candidate and folded == candidate.split("@", 1)[0]):
-            raise PasswordRejected(rule="equals_identifier", identifier="email or username")
+            raise PasswordRejected(rule="equals_identifier")
 
 
 @lru_cache(maxsize=1)

@@ -8,8 +8,10 @@ the async driver (aiosqlite, asyncpg) and sets SQLite up for many writers: WAL, 
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import event
@@ -55,8 +57,16 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 @asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction that will write: on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
-    async with engine.connect() as conn:
+    """A transaction that will write: on SQLite it takes the write lock up front (BEGIN IMMEDIATE).
+
+    On SQLite the writers of one process also queue on an asyncio lock first. SQLite admits one writer
+    at a time anyway, and without the queue a deadlock appears under load: a connection's worker thread
+    sleeps in SQLite's busy handler holding that connection's mutex, the garbage collector on the event
+    loop thread finalises an old cursor of the same connection and blocks on that mutex, and the writer
+    that holds the database lock can no longer be scheduled to commit. With the queue, only a writer
+    whose lock holder is in another process ever waits in the busy handler.
+    """
+    async with _local_writer_lock(engine), engine.connect() as conn:
         conn = await conn.execution_options(**{_WRITE: True})
         async with conn.begin():
             yield conn
@@ -66,6 +76,18 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
 async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn, conn.begin():
         yield conn
+
+
+_writer_locks: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _local_writer_lock(engine: AsyncEngine) -> AbstractAsyncContextManager[Any]:
+    if not is_sqlite(engine):
+        return nullcontext()
+    lock = _writer_locks.get(engine)
+    if lock is None:
+        lock = _writer_locks[engine] = asyncio.Lock()
+    return lock
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs Keyhall with the server extra into .venv and serves it on 127.0.0.1:3000 with an SQLite
+# file ./keyhall.db (created and initialised on first run). Arguments go to `keyhall serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[server]"
+exec .venv/bin/keyhall serve "$@"

@@ -1,0 +1,55 @@
+"""The keyhall command: init (twice), app create, users list, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import create_postgres_database, drop_postgres_database, keyhall, run_sql
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cli.db'}"
+        return
+    url = create_postgres_database()
+    yield url
+    drop_postgres_database(url)
+
+
+def last_json(output: str) -> dict[str, object]:
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_init_creates_an_app_once_and_shows_its_secret_once(database_url: str) -> None:
+    first = last_json(keyhall("init", "--database-url", database_url, "--json").stdout)
+    assert isinstance(first["app_secret"], str) and len(first["app_secret"]) == 64
+    assert first["app_host"] == "http://127.0.0.1:3000"
+    again = last_json(keyhall("init", "--json", env={"KEYHALL_DATABASE_URL": database_url}).stdout)
+    assert again == {**first, "app_secret": None}
+    stored = run_sql(database_url, "SELECT secret_sha256 FROM applications")
+    assert len(stored) == 1 and stored[0][0] != first["app_secret"]
+
+
+def test_app_create_and_users_list(database_url: str) -> None:
+    keyhall("init", "--database-url", database_url)
+    created = last_json(
+        keyhall("app", "create", "--name", "Shop", "--database-url", database_url, "--json").stdout
+    )
+    assert created["name"] == "Shop" and len(str(created["app_secret"])) == 64
+    assert run_sql(database_url, "SELECT count(*) FROM applications")[0][0] == 2
+
+    listed = keyhall("users", "list", "--database-url", database_url, "--json")
+    assert json.loads(listed.stdout) == []
+    assert "No users yet" in keyhall("users", "list", "--database-url", database_url).stdout
+
+
+def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    done = keyhall("init", "--database-url", "mysql://root@localhost/x", check=False)
+    assert done.returncode == 2
+    assert "unsupported database" in done.stderr
+    assert "Traceback" not in done.stderr
