@@ -329,13 +329,12 @@ def test_options_context_has_the_same_depth_limit() -> None:
 
 
 def test_custom_data_up_to_16_kib_is_accepted_and_larger_refused() -> None:
-    # The size is measured as json.dumps(ensure_ascii=False) UTF-8 bytes, i.e. with json's default
-    # ", " and ": " separators: {"k": "..."} is 9 bytes plus the value.
+    # The size is measured as compact JSON (no spaces), UTF-8 bytes: {"k":"..."} is 8 bytes plus the value.
     assert CUSTOM_DATA_MAX_BYTES == 16 * 1024
-    fits = {"k": "x" * (CUSTOM_DATA_MAX_BYTES - 9)}
-    assert len(json.dumps(fits, ensure_ascii=False).encode()) == CUSTOM_DATA_MAX_BYTES
+    fits = {"k": "x" * (CUSTOM_DATA_MAX_BYTES - 8)}
+    assert len(json.dumps(fits, ensure_ascii=False, separators=(",", ":")).encode()) == CUSTOM_DATA_MAX_BYTES
     assert _profile(customData=fits).customData == fits
-    assert _locs(SignUpProfileDto, {"customData": {"k": "x" * (CUSTOM_DATA_MAX_BYTES - 8)}}) == [
+    assert _locs(SignUpProfileDto, {"customData": {"k": "x" * (CUSTOM_DATA_MAX_BYTES - 7)}}) == [
         ("customData",)
     ]
 
