@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from keyhall.server.errors import DomainError, InvalidBody, MethodNotAllowed, NotFound
+from keyhall.server.errors import (
+    DomainError,
+    InvalidBody,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+)
 from keyhall.server.http import signup, system
 from keyhall.server.http.dto import SignUpDto
 from keyhall.server.http.envelope import error, request_info
@@ -18,6 +25,9 @@ from keyhall.server.http.middleware import KeyhallMiddleware
 from keyhall.server.logs import configure_logging
 from keyhall.server.services import Services
 from keyhall.server.settings import Settings
+from keyhall.server.store.db import DATABASE_UNAVAILABLE
+
+log = structlog.get_logger("keyhall.http")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -51,6 +61,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         return error(request_info(request), exc)
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        info = request_info(request)
+        log.warning("database_unavailable", request_id=info.request_id, exc_type=type(exc).__name__)
+        return error(info, ServiceUnavailable(reason="the database cannot be reached; retry later"))
+
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,12 +14,29 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import event
+import asyncpg.exceptions as asyncpg_errors
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_S = 30
 _WRITE = "keyhall_write"
+
+
+# Failures that mean "the database is not there right now" (answered 503), not a bug (500): lost or
+# refused connections, a full connection pool, a dropped database.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.TimeoutError,
+    OSError,
+    # asyncpg raises these unwrapped while the pool opens a new connection.
+    asyncpg_errors.PostgresConnectionError,
+    asyncpg_errors.InvalidCatalogNameError,
+    asyncpg_errors.InvalidAuthorizationSpecificationError,
+    asyncpg_errors.OperatorInterventionError,
+    asyncpg_errors.InsufficientResourcesError,
+)
 
 
 class DatabaseURLError(ValueError):
@@ -30,8 +47,8 @@ def async_url(url: str) -> URL:
     """Map a user's database URL to the async driver Keyhall uses for it."""
     try:
         parsed = make_url(url)
-    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
-        raise DatabaseURLError(f"cannot parse database URL {url!r}: {exc}") from None
+    except Exception as error:  # sqlalchemy raises ArgumentError with a terse message
+        raise DatabaseURLError(f"cannot parse database URL {url!r}: {error}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return parsed.set(drivername="sqlite+aiosqlite")
