@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -57,7 +58,8 @@ def serve(
 
     settings = _settings(database_url, host=host, port=port, workers=workers)
     result = _run(_initialise(settings))
-    _print_init(settings, result, json_output=False)
+    # A service manager keeps stdout in its journal: show the secret only to a person at a terminal.
+    _print_init(settings, result, json_output=False, show_secret=sys.stdout.isatty())
     # Workers re-read settings from the environment: hand them the resolved values.
     os.environ["KEYHALL_DATABASE_URL"] = settings.database_url
     os.environ["KEYHALL_HOST"] = host
@@ -121,7 +123,7 @@ def users_list(
         )
 
 
-def _print_init(settings: Any, result: Any, json_output: bool) -> None:
+def _print_init(settings: Any, result: Any, json_output: bool, show_secret: bool = True) -> None:
     record = {
         "app_id": result.app_id,
         "app_secret": result.app_secret,
@@ -134,7 +136,12 @@ def _print_init(settings: Any, result: Any, json_output: bool) -> None:
     if result.created:
         typer.echo("Created the default user pool and application.")
         typer.echo(f"  app id:     {result.app_id}")
-        typer.echo(f"  app secret: {result.app_secret}   (shown once; only its hash is stored)")
+        if show_secret:
+            typer.echo(f"  app secret: {result.app_secret}   (shown once; only its hash is stored)")
+        else:
+            typer.echo(
+                "  app secret: not shown (output is not a terminal); `keyhall app create` makes an app"
+            )
     else:
         typer.echo("Database is up to date.")
         typer.echo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,3 +54,31 @@ def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "unsupported database" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_keeps_the_secret_out_of_non_terminal_output(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.servers import free_port
+
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    out = tmp_path / "serve.out"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "keyhall", "serve", "--port", str(free_port()), "--database-url", url],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "Created the default" not in out.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    text = out.read_text()
+    assert "Created the default user pool and application." in text
+    assert "app secret: not shown" in text
+    assert re.search(r"\b[0-9a-f]{64}\b", text) is None, "no 64-hex secret in the output"
