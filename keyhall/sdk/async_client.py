@@ -9,16 +9,15 @@ from typing import Any, Self
 
 import httpx
 
+from keyhall.sdk._base import ClientBase
 from keyhall.sdk._request import (
     SIGN_UP_PATH,
     SYSTEM_PATH,
-    AppSettings,
     JSONDict,
     build_request,
     check_encrypt_type,
     connection_error,
     encrypt,
-    make_settings,
     parse_response,
     password_to_encrypt,
     read_public_keys,
@@ -27,7 +26,7 @@ from keyhall.sdk._request import (
 )
 
 
-class AsyncAuthenticationClient:
+class AsyncAuthenticationClient(ClientBase):
     """The :class:`~keyhall.sdk.client.AuthenticationClient` API as coroutines, on one ``httpx.AsyncClient``.
 
     A caller-supplied ``http_client`` is used as is and left open by :meth:`aclose`.
@@ -45,28 +44,12 @@ class AsyncAuthenticationClient:
         password_encrypt_type: str | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._settings = make_settings(
+        super().__init__(
             app_id, app_host, app_secret, redirect_uri, timeout, lang, access_token, password_encrypt_type
         )
         self._owns_http = http_client is None
         self._http = httpx.AsyncClient(timeout=self._settings.timeout) if http_client is None else http_client
         self._keys_lock = asyncio.Lock()
-        self._public_keys: dict[str, str] = {}
-
-    @property
-    def settings(self) -> AppSettings:
-        """The validated configuration this client sends requests with."""
-        return self._settings
-
-    @property
-    def app_id(self) -> str:
-        """The application ID."""
-        return self._settings.app_id
-
-    @property
-    def app_host(self) -> str:
-        """The server URL, without trailing slash."""
-        return self._settings.app_host
 
     async def sign_up(
         self,

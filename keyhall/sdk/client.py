@@ -9,16 +9,15 @@ from typing import Any, Self
 
 import httpx
 
+from keyhall.sdk._base import ClientBase
 from keyhall.sdk._request import (
     SIGN_UP_PATH,
     SYSTEM_PATH,
-    AppSettings,
     JSONDict,
     build_request,
     check_encrypt_type,
     connection_error,
     encrypt,
-    make_settings,
     parse_response,
     password_to_encrypt,
     read_public_keys,
@@ -27,7 +26,7 @@ from keyhall.sdk._request import (
 )
 
 
-class AuthenticationClient:
+class AuthenticationClient(ClientBase):
     """Calls the Authentication API as an app; answers are the server's JSON dicts (check ``statusCode``).
 
     ``timeout`` is in seconds. With ``password_encrypt_type`` ("rsa" or "sm2") the client encrypts
@@ -47,28 +46,12 @@ class AuthenticationClient:
         password_encrypt_type: str | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
-        self._settings = make_settings(
+        super().__init__(
             app_id, app_host, app_secret, redirect_uri, timeout, lang, access_token, password_encrypt_type
         )
         self._owns_http = http_client is None
         self._http = httpx.Client(timeout=self._settings.timeout) if http_client is None else http_client
         self._keys_lock = threading.Lock()
-        self._public_keys: dict[str, str] = {}
-
-    @property
-    def settings(self) -> AppSettings:
-        """The validated configuration this client sends requests with."""
-        return self._settings
-
-    @property
-    def app_id(self) -> str:
-        """The application ID."""
-        return self._settings.app_id
-
-    @property
-    def app_host(self) -> str:
-        """The server URL, without trailing slash."""
-        return self._settings.app_host
 
     def sign_up(
         self,
