@@ -203,3 +203,29 @@ def test_equals_identifier_rejection_in_chinese_has_no_english_words() -> None:
         PasswordPolicy().check("Mightymouse77", identifiers=("mightymouse77",))
     text = message_for(caught.value.message_id, "zh-CN", **caught.value.params)
     assert not re.search(r"[A-Za-z]", text), text
+
+
+def test_database_errors_never_carry_bound_parameters() -> None:
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from keyhall.server.store.db import create_engine
+
+    async def fail() -> str:
+        engine = create_engine("sqlite://")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(
+                    text("SELECT * FROM no_such_table WHERE x = :secret"), {"secret": "$argon2id$s3cr3t"}
+                )
+        except DBAPIError as error:
+            return str(error)
+        finally:
+            await engine.dispose()
+        return ""
+
+    message = asyncio.run(fail())
+    assert "no_such_table" in message
+    assert "s3cr3t" not in message

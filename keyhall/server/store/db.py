@@ -61,11 +61,16 @@ def async_url(url: str) -> URL:
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     target = async_url(url)
+    # hide_parameters: an error's text must not carry bound values (a password hash, an email) to the log.
     if target.get_backend_name() == "sqlite":
-        engine = create_async_engine(target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        engine = create_async_engine(
+            target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True
+        )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
