@@ -72,3 +72,22 @@ def test_concurrent_signups_of_different_emails_all_succeed(server: RunningServe
     assert [a["statusCode"] for a in answers] == [200] * RACERS
     assert len({a["data"]["userId"] for a in answers}) == RACERS
     assert "database is locked" not in server.log_text()
+
+
+def test_log_lines_stay_whole_json_records_under_concurrency(server: RunningServer, unique: str) -> None:
+    """Both workers log at once during races; each line must still be exactly one JSON record."""
+    import json
+
+    bodies = [
+        {
+            "connection": "PASSWORD",
+            "passwordPayload": {"email": f"log{i}.{unique}@example.com", "password": "x"},
+        }
+        for i in range(RACERS)
+    ]
+    asyncio.run(race(server, bodies))
+    records = [line for line in server.log_text().splitlines() if line.startswith("{")]
+    assert len(records) >= RACERS
+    for line in records:
+        record = json.loads(line)  # two records glued on one line fail to parse here
+        assert "event" in record

@@ -124,24 +124,24 @@ def start_server(backend: str, database_url: str, log_path: Path, workers: int =
     init = keyhall("init", "--database-url", database_url, "--json")
     record = json.loads(init.stdout.strip().splitlines()[-1])
     port = free_port()
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "keyhall",
-            "serve",
-            "--port",
-            str(port),
-            "--database-url",
-            database_url,
-            "--workers",
-            str(workers),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "KEYHALL_LOG_JSON": "true"},
-    )
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "keyhall",
+                "serve",
+                "--port",
+                str(port),
+                "--database-url",
+                database_url,
+                "--workers",
+                str(workers),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "KEYHALL_LOG_JSON": "true"},
+        )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -154,6 +154,7 @@ def start_server(backend: str, database_url: str, log_path: Path, workers: int =
             pass
         if time.monotonic() > deadline:
             process.kill()
+            process.wait()
             raise RuntimeError(f"keyhall serve did not answer in 60 s:\n{log_path.read_text()}")
         time.sleep(0.1)
     return RunningServer(

@@ -1,0 +1,554 @@
+"""The benchmark scenarios. Each one gets a fresh database and a fresh ``keyhall serve --workers 2``.
+
+Servers are the ones the tests use (``tests.support.servers``): a real subprocess on 127.0.0.1, its log
+captured to a file. Every server is stopped, and every PostgreSQL database dropped, however a scenario
+ends. Besides the client-side figures each run records the server's CPU time (from ``/proc``), what the
+server log says it answered, and whether the database holds the users the answers claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from bench.cpu import CpuUse, CpuWatch, cmdline, descendants
+from bench.load import SIGNUP_PATH, LoadResult, envelope_label, open_client, run_load
+from keyhall.server.crypto.passwords import Argon2Params, PasswordHasher
+from tests.support.servers import (
+    RunningServer,
+    create_postgres_database,
+    drop_postgres_database,
+    start_server,
+)
+
+WORKERS = 2
+PASSWORD = "Blue-Harbor-7-Lantern"  # passes the default NIST policy; not a common password
+OK = "200"
+EMAIL_TAKEN = "409/2026"
+INVALID_EMAIL = "400/2003"
+REQUEST_TIMEOUT_S = 60.0  # twice SQLite's busy timeout: an answer this late is a stall, not a result
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each scenario does; ``FULL`` for the published figures, ``QUICK`` for a smoke run."""
+
+    signups: int
+    concurrency: int
+    warmup: int
+    race_rounds: int
+    racers: int
+    rejected: int
+    hash_samples: int
+    hash_batch: int
+    hash_threads: int
+    deadline_s: float
+
+
+FULL = Sizes(
+    signups=400,
+    concurrency=16,
+    warmup=16,
+    race_rounds=10,
+    racers=40,
+    rejected=400,
+    hash_samples=20,
+    hash_batch=100,
+    hash_threads=2,
+    deadline_s=180.0,
+)
+QUICK = Sizes(
+    signups=48,
+    concurrency=16,
+    warmup=16,
+    race_rounds=2,
+    racers=40,
+    rejected=48,
+    hash_samples=5,
+    hash_batch=8,
+    hash_threads=2,
+    deadline_s=60.0,
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class LogSummary:
+    """What the server log says about the measured requests, and any line worth a look."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    durations_ms: list[float] = field(default_factory=list)
+    levels: Counter[str] = field(default_factory=Counter)
+    notable: list[str] = field(default_factory=list)
+    locked: int = 0
+    glued: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """One load against one server."""
+
+    backend: str
+    load: LoadResult
+    expected: frozenset[str]
+    warmup: int
+    cpu: CpuUse | None
+    log: LogSummary
+    checks: list[Check]
+    rounds: list[Counter[str]] = field(default_factory=list)
+
+    @property
+    def server_cpu_s(self) -> float | None:
+        return None if self.cpu is None else self.cpu.server_s
+
+
+@dataclass
+class HashFigures:
+    params: Argon2Params
+    samples_ms: list[float]
+    sample_cpu_ms: list[float]
+    threads: int
+    batch: int
+    batch_wall_s: float
+    batch_cpu_s: float
+
+    @property
+    def median_ms(self) -> float:
+        ordered = sorted(self.samples_ms)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    @property
+    def hashes_per_s(self) -> float:
+        return self.batch / self.batch_wall_s
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    title: str
+    description: str
+    runs: list[Run] = field(default_factory=list)
+    hashing: HashFigures | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(c.ok for run in self.runs for c in run.checks)
+
+
+# --- servers -------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def keyhall_server(backend: str, workdir: Path) -> Iterator[RunningServer]:
+    """A fresh database and ``keyhall serve --workers 2`` on it; both gone when the block ends."""
+    folder = workdir / f"{backend}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    log_path = folder / "server.log"
+    if backend == "sqlite":
+        with _serving("sqlite", f"sqlite:///{folder / 'keyhall.db'}", log_path) as server:
+            yield server
+        return
+    url = create_postgres_database()
+    try:
+        with _serving("postgres", url, log_path) as server:
+            yield server
+    finally:
+        drop_postgres_database(url)
+
+
+@contextmanager
+def _serving(backend: str, url: str, log_path: Path) -> Iterator[RunningServer]:
+    server = start_server(backend, url, log_path, workers=WORKERS)
+    children = descendants(server.process.pid) - {server.process.pid}
+    try:
+        yield server
+    finally:
+        server.stop()
+        _end_leftovers(children)
+
+
+def _end_leftovers(pids: set[int]) -> None:
+    """Workers of a server whose parent had to be killed: end them too (they are ours, by pid)."""
+    for pid in pids:
+        if b"python" not in cmdline(pid):
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+# --- the server log ------------------------------------------------------------------------------------
+
+_NOTABLE = re.compile(r"error|exception|traceback|warn|critical|fatal|locked|timeout", re.IGNORECASE)
+
+
+def read_log(server: RunningServer, measured_from: int) -> LogSummary:
+    """Tally the signup answers logged after byte ``measured_from``; flag notable lines anywhere."""
+    summary = LogSummary()
+    raw = server.log_path.read_bytes()
+    for offset, line in _lines(raw):
+        text = line.decode("utf-8", errors="replace").rstrip()
+        if not text:
+            continue
+        if "database is locked" in text:
+            summary.locked += 1
+        records, rest = _json_records(text)
+        if len(records) > 1 or (records and rest):
+            summary.glued.append(text)
+        if rest and (_NOTABLE.search(rest) or rest.startswith(("WARNING:", "ERROR:", "CRITICAL:"))):
+            summary.notable.append(text)
+        for record in records:
+            _tally(summary, record, text, measured=offset >= measured_from)
+    summary.durations_ms.sort()
+    return summary
+
+
+def _tally(summary: LogSummary, record: dict[str, Any], text: str, *, measured: bool) -> None:
+    level = str(record.get("level", "?"))
+    summary.levels[level] += 1
+    is_request = record.get("event") == "request"
+    # A 4xx request line carries the domain error's id in its "error" field: that is an answer, not a
+    # failure. Anything else that mentions an error is worth reading.
+    fields = {k: v for k, v in record.items() if not (is_request and k == "error")}
+    if level not in ("info", "debug") or _NOTABLE.search(json.dumps(fields)):
+        summary.notable.append(text)
+    if is_request and record.get("path") == SIGNUP_PATH and measured:
+        http_status = record.get("http_status")
+        label = (
+            envelope_label(record.get("status_code"), record.get("api_code"))
+            if http_status == 200
+            else f"HTTP {http_status}"
+        )
+        summary.outcomes[label] += 1
+        duration = record.get("duration_ms")
+        if isinstance(duration, int | float):
+            summary.durations_ms.append(float(duration))
+
+
+def _lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
+    offset = 0
+    for line in raw.splitlines(keepends=True):
+        yield offset, line
+        offset += len(line)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _json_records(text: str) -> tuple[list[dict[str, Any]], str]:
+    """The JSON objects a line starts with (two workers may glue theirs together) and what follows."""
+    records: list[dict[str, Any]] = []
+    position = 0
+    while position < len(text) and text[position] == "{":
+        try:
+            record, position = _DECODER.raw_decode(text, position)
+        except ValueError:
+            break
+        if isinstance(record, dict):
+            records.append(record)
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return records, text[position:]
+
+
+async def _settle_log(server: RunningServer) -> int:
+    """The log's size once the lines of the requests already answered are written (they follow the answer)."""
+    await asyncio.sleep(0.3)
+    return server.log_path.stat().st_size
+
+
+# --- bodies --------------------------------------------------------------------------------------------
+
+
+def email_body(email: str) -> dict[str, Any]:
+    return {"connection": "PASSWORD", "passwordPayload": {"email": email, "password": PASSWORD}}
+
+
+def mixed_case(text: str, rng: random.Random) -> str:
+    return "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in text)
+
+
+# --- scenarios -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Measured:
+    load: LoadResult
+    warm: LoadResult
+    cpu: CpuUse | None
+    log_offset: int
+    rounds: list[LoadResult] = field(default_factory=list)
+
+
+async def _measure(
+    server: RunningServer,
+    warmup: list[dict[str, Any]],
+    batches: list[list[dict[str, Any]]],
+    concurrency: int,
+    deadline_s: float,
+) -> _Measured:
+    """Warm the server up (not counted), then send each batch in turn, timing them."""
+    database = make_url(server.database_url).database if server.backend == "postgres" else None
+    watch = CpuWatch(server.process.pid, database)
+    async with open_client(server.base_url, server.app_id, concurrency, REQUEST_TIMEOUT_S) as client:
+        warm = await run_load(client, warmup, concurrency=concurrency, deadline_s=deadline_s)
+        log_offset = await _settle_log(server)
+        watch.start()
+        stop_at = time.perf_counter() + deadline_s
+        rounds: list[LoadResult] = []
+        for batch in batches:
+            left = stop_at - time.perf_counter()
+            rounds.append(await run_load(client, batch, concurrency=concurrency, deadline_s=max(0.0, left)))
+        cpu = watch.stop()
+        await _settle_log(server)
+    return _Measured(LoadResult.merge(rounds), warm, cpu, log_offset, rounds)
+
+
+def _common_checks(
+    server: RunningServer, measured: _Measured, expected: frozenset[str], log: LogSummary
+) -> list[Check]:
+    load = measured.load
+    counts = load.counts()
+    unexpected = load.unexpected(expected)
+    stored = server.user_count()
+    created = counts[OK] + measured.warm.counts()[OK]
+    log_agrees = log.outcomes == counts
+    return [
+        Check(
+            "every answer as expected",
+            unexpected == 0,
+            f"{unexpected} of {load.sent} answers outside {{{', '.join(sorted(expected))}}}",
+        ),
+        Check("every request sent in time", load.not_sent == 0, f"{load.not_sent} not sent (deadline)"),
+        Check(
+            "users stored = 200 answers",
+            stored == created,
+            f"{stored} users in the database, {created} answers 200 (warm-up included)",
+        ),
+        Check(
+            "server log agrees with the client",
+            log_agrees,
+            "same outcomes"
+            if log_agrees
+            else f"log {dict(sorted(log.outcomes.items()))} vs client {dict(sorted(counts.items()))}",
+        ),
+        Check(
+            "one log record per line",
+            not log.glued,
+            f"{len(log.glued)} lines held records of two writers glued together"
+            if log.glued
+            else "every line whole",
+        ),
+        Check(
+            "no warning/error lines in the server log",
+            not log.notable,
+            f"{len(log.notable)} notable lines"
+            + (f", {log.locked} 'database is locked'" if log.locked else ""),
+        ),
+    ]
+
+
+def _signups(backend: str, sizes: Sizes, workdir: Path) -> Run:
+    tag = uuid.uuid4().hex[:8]
+    warmup = [email_body(f"warmup-{i}.{tag}@example.com") for i in range(sizes.warmup)]
+    bodies = [email_body(f"user-{i}.{tag}@example.com") for i in range(sizes.signups)]
+    expected = frozenset({OK})
+    with keyhall_server(backend, workdir) as server:
+        measured = asyncio.run(_measure(server, warmup, [bodies], sizes.concurrency, sizes.deadline_s))
+        log = read_log(server, measured.log_offset)
+        checks = _common_checks(server, measured, expected, log)
+    return Run(backend, measured.load, expected, sizes.warmup, measured.cpu, log, checks)
+
+
+def _race(backend: str, sizes: Sizes, workdir: Path) -> Run:
+    tag = uuid.uuid4().hex[:8]
+    rng = random.Random(2026)
+    warmup = [email_body(f"warmup-{i}.{tag}@example.com") for i in range(sizes.warmup)]
+    emails = [f"racer-{r}.{tag}@example.com" for r in range(sizes.race_rounds)]
+    batches = [[email_body(mixed_case(email, rng)) for _ in range(sizes.racers)] for email in emails]
+    expected = frozenset({OK, EMAIL_TAKEN})
+    with keyhall_server(backend, workdir) as server:
+        measured = asyncio.run(_measure(server, warmup, batches, sizes.racers, sizes.deadline_s))
+        log = read_log(server, measured.log_offset)
+        checks = _common_checks(server, measured, expected, log)
+        rows = server.sql(
+            "SELECT email_norm, count(*) FROM users WHERE email_norm LIKE :pattern GROUP BY email_norm",
+            pattern=f"racer-%.{tag}@example.com",
+        )
+    rounds = [r.counts() for r in measured.rounds]
+    winning = {OK: 1, EMAIL_TAKEN: sizes.racers - 1}
+    clean = sum(1 for counts in rounds if dict(counts) == winning)
+    per_email = {str(email): int(n) for email, n in rows}
+    checks.append(
+        Check(
+            f"rounds with one 200 and {sizes.racers - 1} x {EMAIL_TAKEN}",
+            clean == sizes.race_rounds,
+            f"{clean} of {sizes.race_rounds} rounds",
+        )
+    )
+    checks.append(
+        Check(
+            "one stored user per raced email",
+            len(per_email) == sizes.race_rounds and set(per_email.values()) == {1},
+            f"{len(per_email)} emails stored, counts {sorted(Counter(per_email.values()).items())}",
+        )
+    )
+    return Run(backend, measured.load, expected, sizes.warmup, measured.cpu, log, checks, rounds)
+
+
+def _rejected(backend: str, sizes: Sizes, workdir: Path) -> Run:
+    warmup = [email_body(f"warmup-{i}-not-an-email") for i in range(sizes.warmup)]
+    bodies = [email_body(f"user-{i}-not-an-email") for i in range(sizes.rejected)]
+    expected = frozenset({INVALID_EMAIL})
+    with keyhall_server(backend, workdir) as server:
+        measured = asyncio.run(_measure(server, warmup, [bodies], sizes.concurrency, sizes.deadline_s))
+        log = read_log(server, measured.log_offset)
+        checks = _common_checks(server, measured, expected, log)
+    return Run(backend, measured.load, expected, sizes.warmup, measured.cpu, log, checks)
+
+
+def _argon2(sizes: Sizes) -> HashFigures:
+    import argon2
+
+    params = Argon2Params()
+    raw = argon2.PasswordHasher(
+        time_cost=params.time_cost,
+        memory_cost=params.memory_kib,
+        parallelism=params.parallelism,
+        type=argon2.Type.ID,
+    )
+    raw.hash(PASSWORD)  # warm-up: the first call allocates
+    samples_ms: list[float] = []
+    cpu_ms: list[float] = []
+    for _ in range(sizes.hash_samples):
+        wall, cpu = time.perf_counter(), time.process_time()
+        raw.hash(PASSWORD)
+        samples_ms.append((time.perf_counter() - wall) * 1000)
+        cpu_ms.append((time.process_time() - cpu) * 1000)
+
+    async def batch() -> tuple[float, float]:
+        hasher = PasswordHasher(concurrency=sizes.hash_threads)
+        await asyncio.gather(*(hasher.hash(PASSWORD, params) for _ in range(sizes.hash_threads)))
+        wall, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(hasher.hash(PASSWORD, params) for _ in range(sizes.hash_batch)))
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    batch_wall, batch_cpu = asyncio.run(batch())
+    return HashFigures(
+        params=params,
+        samples_ms=samples_ms,
+        sample_cpu_ms=cpu_ms,
+        threads=sizes.hash_threads,
+        batch=sizes.hash_batch,
+        batch_wall_s=batch_wall,
+        batch_cpu_s=batch_cpu,
+    )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    description: str
+    run: Callable[[Sizes, Path, ScenarioResult], None]
+
+
+def _signup_scenario(backend: str) -> Callable[[Sizes, Path, ScenarioResult], None]:
+    def run(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
+        result.runs.append(_signups(backend, sizes, workdir))
+
+    return run
+
+
+def _race_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
+    for backend in ("sqlite", "postgres"):
+        result.runs.append(_race(backend, sizes, workdir))
+
+
+def _rejected_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
+    result.runs.append(_rejected("sqlite", sizes, workdir))
+
+
+def _argon2_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
+    result.hashing = _argon2(sizes)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "signup-sqlite",
+        "Email + password signups on SQLite",
+        "Distinct emails, each one a new user: the full path (validation, a uniqueness read, one argon2id "
+        "hash, one insert).",
+        _signup_scenario("sqlite"),
+    ),
+    Scenario(
+        "signup-postgres",
+        "Email + password signups on PostgreSQL",
+        "The same load as signup-sqlite, against a fresh PostgreSQL database.",
+        _signup_scenario("postgres"),
+    ),
+    Scenario(
+        "duplicate-race",
+        "Concurrent signups of one email in mixed case",
+        "Each round sends 40 signups of one address, spelled in random mixed case, all at once (one "
+        "connection each); a round is clean when exactly one answers 200 and the rest 409/2026. Racers "
+        "that arrive after the winner committed are refused by the cheap uniqueness read; the ones "
+        "already past it pay a full hash before the unique index refuses them.",
+        _race_scenario,
+    ),
+    Scenario(
+        "rejected-fast-path",
+        "Signups refused before hashing (invalid email) on SQLite",
+        "Every body has an invalid email, refused with 400/2003 before the password is hashed; the app is "
+        "still looked up in the database on each request. The gap to signup-sqlite is what hashing (and "
+        "the write) costs.",
+        _rejected_scenario,
+    ),
+    Scenario(
+        "argon2-hash",
+        "argon2id in-process (no server)",
+        "One hash at the server's default parameters, timed alone with argon2-cffi, then a batch through "
+        "keyhall's PasswordHasher with its concurrency limiter at 2 threads.",
+        _argon2_scenario,
+    ),
+)
+
+NAMES = tuple(s.name for s in SCENARIOS)
+
+
+def run_scenario(scenario: Scenario, sizes: Sizes, workdir: Path) -> ScenarioResult:
+    """Run one scenario; a failure is recorded in the result (with its traceback), not raised."""
+    result = ScenarioResult(scenario.name, scenario.title, scenario.description)
+    started = time.perf_counter()
+    try:
+        scenario.run(sizes, workdir, result)
+    except Exception:
+        result.error = traceback.format_exc(limit=8)
+    finally:
+        result.duration_s = time.perf_counter() - started
+    return result
