@@ -377,7 +377,18 @@ def _signups(backend: str, sizes: Sizes, workdir: Path) -> Run:
     tag = uuid.uuid4().hex[:8]
     warmup = [email_body(f"warmup-{i}.{tag}@example.com") for i in range(sizes.warmup)]
     bodies = [email_body(f"user-{i}.{tag}@example.com") for i in range(sizes.signups)]
-    expected = frozenset({OK})
+    return _load(backend, sizes, workdir, warmup, bodies, frozenset({OK}))
+
+
+def _load(
+    backend: str,
+    sizes: Sizes,
+    workdir: Path,
+    warmup: list[dict[str, Any]],
+    bodies: list[dict[str, Any]],
+    expected: frozenset[str],
+) -> Run:
+    """One batch of requests at the scenario concurrency, with the common checks."""
     with keyhall_server(backend, workdir) as server:
         measured = asyncio.run(_measure(server, warmup, [bodies], sizes.concurrency, sizes.deadline_s))
         log = read_log(server, measured.log_offset)
@@ -424,12 +435,7 @@ def _race(backend: str, sizes: Sizes, workdir: Path) -> Run:
 def _rejected(backend: str, sizes: Sizes, workdir: Path) -> Run:
     warmup = [email_body(f"warmup-{i}-not-an-email") for i in range(sizes.warmup)]
     bodies = [email_body(f"user-{i}-not-an-email") for i in range(sizes.rejected)]
-    expected = frozenset({INVALID_EMAIL})
-    with keyhall_server(backend, workdir) as server:
-        measured = asyncio.run(_measure(server, warmup, [bodies], sizes.concurrency, sizes.deadline_s))
-        log = read_log(server, measured.log_offset)
-        checks = _common_checks(server, measured, expected, log)
-    return Run(backend, measured.load, expected, sizes.warmup, measured.cpu, log, checks)
+    return _load(backend, sizes, workdir, warmup, bodies, frozenset({INVALID_EMAIL}))
 
 
 def _argon2(sizes: Sizes) -> HashFigures:

@@ -6,11 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import keyhall.server.app, tests.support.servers" 2>/dev/null; then
-  [ -x .venv/bin/python ] || "$python" -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[server,test]"
+if ! .venv/bin/python -c "import keyhall.server.app, tests.support.servers" 2>/dev/null; then
+  . scripts/venv.sh
+  ensure_venv "server,test"
 fi
 
 scripts/services.sh

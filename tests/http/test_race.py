@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.http.test_signup import STRONG
 from tests.support.servers import RunningServer
@@ -29,35 +30,26 @@ async def race(server: RunningServer, bodies: list[dict[str, Any]]) -> list[dict
     return [r.json() for r in responses]
 
 
-def test_forty_concurrent_signups_of_one_email_in_mixed_case(server: RunningServer, unique: str) -> None:
-    email = f"racer.{unique}@example.com"
+@pytest.mark.parametrize(
+    ("field", "column", "api_code"),
+    [("email", "email_norm", 2026), ("username", "username_norm", 2034)],
+)
+def test_forty_concurrent_signups_of_one_identifier_in_mixed_case(
+    server: RunningServer, unique: str, field: str, column: str, api_code: int
+) -> None:
+    value = f"racer.{unique}@example.com" if field == "email" else f"Racer{unique}"
     bodies = [
-        {"connection": "PASSWORD", "passwordPayload": {"email": mixed_case(email, i), "password": STRONG}}
+        {"connection": "PASSWORD", "passwordPayload": {field: mixed_case(value, i), "password": STRONG}}
         for i in range(RACERS)
     ]
     answers = asyncio.run(race(server, bodies))
 
     outcomes = sorted((a["statusCode"], a.get("apiCode")) for a in answers)
     assert outcomes.count((200, None)) == 1, outcomes
-    assert outcomes.count((409, 2026)) == RACERS - 1, outcomes
-    rows = server.sql("SELECT count(*) FROM users WHERE email_norm = :e", e=email)
+    assert outcomes.count((409, api_code)) == RACERS - 1, outcomes
+    rows = server.sql(f"SELECT count(*) FROM users WHERE {column} = :v", v=value.casefold())
     assert rows[0][0] == 1
     assert "database is locked" not in server.log_text()
-
-
-def test_forty_concurrent_signups_of_one_username(server: RunningServer, unique: str) -> None:
-    name = f"Racer{unique}"
-    bodies = [
-        {"connection": "PASSWORD", "passwordPayload": {"username": mixed_case(name, i), "password": STRONG}}
-        for i in range(RACERS)
-    ]
-    answers = asyncio.run(race(server, bodies))
-
-    outcomes = sorted((a["statusCode"], a.get("apiCode")) for a in answers)
-    assert outcomes.count((200, None)) == 1, outcomes
-    assert outcomes.count((409, 2034)) == RACERS - 1, outcomes
-    rows = server.sql("SELECT count(*) FROM users WHERE username_norm = :u", u=name.casefold())
-    assert rows[0][0] == 1
 
 
 def test_concurrent_signups_of_different_emails_all_succeed(server: RunningServer, unique: str) -> None:
