@@ -468,7 +468,7 @@ def _hash_section(h: HashFigures, facts: Facts) -> list[str]:
         f"max {samples[-1]:.1f} ms; CPU {_median(h.sample_cpu_ms):.1f} ms per hash (median)",
         f"- Ceiling on {facts.cores} cores: {facts.cores} x 1000 / {h.median_ms:.1f} = "
         f"{facts.cores * 1000 / h.median_ms:.0f} hashes/s",
-        f"- {h.batch} hashes through `PasswordHasher(concurrency={h.threads})`: {h.batch_wall_s:.2f} s, "
+        f"- {h.batch} hashes through `PasswordHasher(CpuPool({h.threads}))`: {h.batch_wall_s:.2f} s, "
         f"**{h.hashes_per_s:.1f} hashes/s**, {h.batch_cpu_s:.2f} s of CPU "
         f"({h.batch_cpu_s / h.batch_wall_s:.2f} cores busy on average)",
         "",

@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from bench.cpu import CpuUse, CpuWatch, cmdline, descendants
 from bench.load import SIGNUP_PATH, LoadResult, envelope_label, open_client, run_load
+from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.passwords import Argon2Params, PasswordHasher
 from tests.support.servers import (
     RunningServer,
@@ -458,7 +459,7 @@ def _argon2(sizes: Sizes) -> HashFigures:
         cpu_ms.append((time.process_time() - cpu) * 1000)
 
     async def batch() -> tuple[float, float]:
-        hasher = PasswordHasher(concurrency=sizes.hash_threads)
+        hasher = PasswordHasher(CpuPool(sizes.hash_threads))
         await asyncio.gather(*(hasher.hash(PASSWORD, params) for _ in range(sizes.hash_threads)))
         wall, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(hasher.hash(PASSWORD, params) for _ in range(sizes.hash_batch)))

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyhall.server.clock import Clock, system_clock
+from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.passwords import PasswordHasher
 from keyhall.server.crypto.transport import TransportKeys
 from keyhall.server.flows.registration import Registration
 from keyhall.server.flows.setup import load_transport_keys
 from keyhall.server.identity.app import App
+from keyhall.server.identity.password_policy import common_passwords
 from keyhall.server.settings import Settings
 from keyhall.server.store import repository
 from keyhall.server.store.db import create_engine, read_transaction
@@ -42,14 +44,16 @@ class Services:
     async def start(cls, settings: Settings, clock: Clock = system_clock) -> Services:
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         keys = await load_transport_keys(engine)
-        hasher = PasswordHasher(settings.hash_concurrency)
+        cpu = CpuPool(settings.hash_concurrency)
+        hasher = PasswordHasher(cpu)
+        common_passwords()  # load the list now rather than in the first sign-up
         return cls(
             settings=settings,
             engine=engine,
             hasher=hasher,
             transport_keys=keys,
             apps=AppDirectory(engine),
-            registration=Registration(engine, hasher, keys.decrypt_password, clock),
+            registration=Registration(engine, hasher, cpu, keys.decrypt_password, clock),
         )
 
     async def stop(self) -> None:

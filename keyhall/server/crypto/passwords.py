@@ -1,18 +1,19 @@
 """Password hashing with argon2id, off the event loop and bounded to the core count.
 
-Hashing is deliberately slow (about 20-40 ms and 19 MiB each at the OWASP defaults), so it runs in worker
-threads (argon2-cffi releases the GIL) behind a limiter: a flood of sign-ups queues instead of starving
-the event loop or allocating ``N x 19 MiB`` at once.
+Hashing is deliberately slow (about 20 ms and 19 MiB each at the OWASP defaults), so it runs in the
+process's CpuPool: a flood of sign-ups queues instead of starving the event loop or allocating
+``N x 19 MiB`` at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import anyio
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from keyhall.server.crypto.cpu import CpuPool
 
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 DEFAULT_TIME_COST = 2
@@ -30,8 +31,8 @@ class Argon2Params:
 class PasswordHasher:
     """Hashes and verifies passwords; one instance per process, shared by every pool."""
 
-    def __init__(self, concurrency: int) -> None:
-        self._limiter = anyio.CapacityLimiter(max(1, concurrency))
+    def __init__(self, cpu: CpuPool) -> None:
+        self._cpu = cpu
         self._hashers: dict[Argon2Params, _Argon2] = {}
 
     def _hasher(self, params: Argon2Params) -> _Argon2:
@@ -48,7 +49,7 @@ class PasswordHasher:
 
     async def hash(self, password: str, params: Argon2Params) -> str:
         hasher = self._hasher(params)
-        return await anyio.to_thread.run_sync(hasher.hash, password, limiter=self._limiter)
+        return await self._cpu.run(hasher.hash, password)
 
     async def verify(self, encoded: str, password: str, params: Argon2Params) -> tuple[bool, bool]:
         """Return (matches, needs_rehash) — rehash when the pool's parameters changed since."""
@@ -61,4 +62,4 @@ class PasswordHasher:
                 return False, False
             return True, hasher.check_needs_rehash(encoded)
 
-        return await anyio.to_thread.run_sync(_verify, limiter=self._limiter)
+        return await self._cpu.run(_verify)

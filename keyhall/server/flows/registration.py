@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyhall.server.clock import Clock
+from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.passwords import PasswordHasher
 from keyhall.server.errors import (
     DomainError,
@@ -69,9 +69,12 @@ class PasswordSignUp:
 class Registration:
     """The registration use cases of one server process."""
 
-    def __init__(self, engine: AsyncEngine, hasher: PasswordHasher, decrypt: Decrypt, clock: Clock) -> None:
+    def __init__(
+        self, engine: AsyncEngine, hasher: PasswordHasher, cpu: CpuPool, decrypt: Decrypt, clock: Clock
+    ) -> None:
         self._engine = engine
         self._hasher = hasher
+        self._cpu = cpu
         self._decrypt = decrypt
         self._clock = clock
 
@@ -123,8 +126,8 @@ class Registration:
         kind = (request.password_encrypt_type or "none").lower()
         if kind == "none":
             return request.password
-        # RSA/SM2 decryption costs milliseconds of CPU: keep it off the event loop.
-        return await anyio.to_thread.run_sync(self._decrypt, kind, request.password)
+        # RSA/SM2 decryption costs milliseconds of CPU: keep it off the event loop, in the bounded pool.
+        return await self._cpu.run(self._decrypt, kind, request.password)
 
     def _user_values(
         self,
