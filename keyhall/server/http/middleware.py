@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyhall.server.errors import PayloadTooLarge, ServerError
@@ -60,6 +61,8 @@ class KeyhallMiddleware:
         except PayloadTooLarge as exc:
             if not http_status:
                 await error(info, exc)(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            info.error = "client_disconnected"  # nobody to answer; not a server fault
         except Exception:
             log.exception("unhandled_error", request_id=info.request_id, path=scope.get("path"))
             if not http_status:
