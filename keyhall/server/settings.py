@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     )
     hash_concurrency: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
-        description="How many password hashes run at once; more requests queue",
+        description="How many CPU-heavy jobs (argon2 hashes, RSA/SM2 decryptions) run at once; more queue",
     )
     db_pool_size: int = 10
     log_level: str = "info"

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from keyhall.server.crypto.cpu import CpuPool
 
@@ -29,7 +28,7 @@ class Argon2Params:
 
 
 class PasswordHasher:
-    """Hashes and verifies passwords; one instance per process, shared by every pool."""
+    """Hashes passwords with each pool's parameters; one instance per process, shared by every pool."""
 
     def __init__(self, cpu: CpuPool) -> None:
         self._cpu = cpu
@@ -50,16 +49,3 @@ class PasswordHasher:
     async def hash(self, password: str, params: Argon2Params) -> str:
         hasher = self._hasher(params)
         return await self._cpu.run(hasher.hash, password)
-
-    async def verify(self, encoded: str, password: str, params: Argon2Params) -> tuple[bool, bool]:
-        """Return (matches, needs_rehash) — rehash when the pool's parameters changed since."""
-        hasher = self._hasher(params)
-
-        def _verify() -> tuple[bool, bool]:
-            try:
-                hasher.verify(encoded, password)
-            except (VerificationError, InvalidHashError):
-                return False, False
-            return True, hasher.check_needs_rehash(encoded)
-
-        return await self._cpu.run(_verify)

@@ -6,8 +6,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -40,11 +38,3 @@ async def lock_for_setup(conn: AsyncConnection) -> None:
 
 def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
-
-
-async def is_current(engine: AsyncEngine) -> bool:
-    """True when the schema is at the newest revision."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    async with engine.connect() as conn:
-        current = await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
-    return current == head

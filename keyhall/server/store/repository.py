@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import Table, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -112,13 +112,6 @@ async def list_users(conn: AsyncConnection, *, pool_id: str | None = None, limit
     if pool_id:
         query = query.where(users.c.pool_id == pool_id)
     return list(await conn.execute(query))
-
-
-async def count_users(conn: AsyncConnection, *, pool_id: str | None = None) -> int:
-    query = select(func.count()).select_from(users)
-    if pool_id:
-        query = query.where(users.c.pool_id == pool_id)
-    return int((await conn.execute(query)).scalar_one())
 
 
 async def get_transport_keys(conn: AsyncConnection) -> dict[str, Any]:
