@@ -151,11 +151,12 @@ def _print_init(settings: Any, result: Any, json_output: bool, show_secret: bool
 
 
 def _run(coro: Any) -> Any:
+    from keyhall.server.crypto.kek import SealedDataError, SecretKeyError
     from keyhall.server.store.db import DatabaseURLError
 
     try:
         return asyncio.run(coro)
-    except DatabaseURLError as exc:
+    except (DatabaseURLError, SecretKeyError, SealedDataError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except LookupError as exc:
@@ -171,6 +172,7 @@ async def _initialise(settings: Any) -> Any:
     from keyhall.server.flows.setup import initialise
     from keyhall.server.store.db import create_engine
 
+    settings.key_encryption_key(create=True)  # the key file, unless KEYHALL_SECRET_KEY is set
     engine = create_engine(settings.database_url)
     try:
         return await initialise(engine, system_clock)
@@ -183,6 +185,7 @@ async def _create_app(settings: Any, name: str) -> Any:
     from keyhall.server.flows.setup import create_app, initialise
     from keyhall.server.store.db import create_engine
 
+    settings.key_encryption_key(create=True)
     engine = create_engine(settings.database_url)
     try:
         await initialise(engine, system_clock)

@@ -8,12 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyhall.server.clock import Clock, system_clock
 from keyhall.server.crypto.cpu import CpuPool
+from keyhall.server.crypto.kek import KeyEncryptionKey
 from keyhall.server.crypto.passwords import PasswordHasher
 from keyhall.server.crypto.transport import TransportKeys
 from keyhall.server.flows.registration import Registration
 from keyhall.server.flows.setup import load_transport_keys
 from keyhall.server.identity.app import App
 from keyhall.server.identity.password_policy import common_passwords
+from keyhall.server.ratelimit import DatabaseRateLimiter, RateLimiter
 from keyhall.server.settings import Settings
 from keyhall.server.store import repository
 from keyhall.server.store.db import create_engine, read_transaction
@@ -35,13 +37,16 @@ class AppDirectory:
 class Services:
     settings: Settings
     engine: AsyncEngine
+    kek: KeyEncryptionKey
     hasher: PasswordHasher
     transport_keys: TransportKeys
     apps: AppDirectory
+    limiter: RateLimiter
     registration: Registration
 
     @classmethod
     async def start(cls, settings: Settings, clock: Clock = system_clock) -> Services:
+        kek = settings.key_encryption_key()
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         keys = await load_transport_keys(engine)
         cpu = CpuPool(settings.hash_concurrency)
@@ -50,9 +55,11 @@ class Services:
         return cls(
             settings=settings,
             engine=engine,
+            kek=kek,
             hasher=hasher,
             transport_keys=keys,
             apps=AppDirectory(engine),
+            limiter=DatabaseRateLimiter(engine, clock),
             registration=Registration(engine, hasher, cpu, keys.decrypt_password, clock),
         )
 

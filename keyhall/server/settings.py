@@ -9,9 +9,13 @@ from __future__ import annotations
 import ipaddress
 import os
 from functools import cached_property
+from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from keyhall.server.crypto.kek import KeyEncryptionKey, ensure_key_file, read_key_file
 
 DEFAULT_DATABASE_URL = "sqlite:///./keyhall.db"
 
@@ -42,6 +46,18 @@ class Settings(BaseSettings):
         description="How many CPU-heavy jobs (argon2 hashes, RSA/SM2 decryptions) run at once; more queue",
     )
     db_pool_size: int = 10
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Encrypts private keys stored in the database (32+ characters); the same on every host",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="Key file used when no secret key is set; created by init (mode 0600). "
+        "Default: keyhall.key beside an SQLite database, else in the working directory",
+    )
+    redis_url: str | None = Field(
+        default=None, description="redis://host:port/db: rate-limit counters in Redis instead of the database"
+    )
     log_level: str = "info"
     log_json: bool = Field(default=True, description="JSON log lines (false: human-readable console)")
 
@@ -62,6 +78,23 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
+
+    @property
+    def key_file_path(self) -> Path:
+        if self.secret_key_file is not None:
+            return self.secret_key_file
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(url.database).parent / "keyhall.key"
+        return Path("keyhall.key")
+
+    def key_encryption_key(self, *, create: bool = False) -> KeyEncryptionKey:
+        """The KEK from ``secret_key``, else from the key file (created first when ``create``)."""
+        if self.secret_key is not None:
+            return KeyEncryptionKey.from_secret(self.secret_key.get_secret_value())
+        if create:
+            return ensure_key_file(self.key_file_path)[0]
+        return read_key_file(self.key_file_path)
 
     @property
     def app_host(self) -> str:

@@ -8,8 +8,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,10 @@ from sqlalchemy.engine import make_url
 
 from keyhall.server.store.db import create_engine
 
+# Servers started by the tests keep their key-encryption key file here, not in the working directory.
+TEST_KEY_ENV = {
+    "KEYHALL_SECRET_KEY_FILE": str(Path(tempfile.mkdtemp(prefix="keyhall-test-keys-")) / "keyhall.key")
+}
 POSTGRES_URL = os.environ.get("KEYHALL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -103,7 +109,9 @@ def _postgres_admin(admin: Any, statement: str) -> None:
         finally:
             await conn.close()
 
-    asyncio.run(_run())
+    # In a thread of its own, so that fixtures running inside an event loop can call it too.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, _run()).result()
 
 
 def keyhall(
@@ -116,7 +124,7 @@ def keyhall(
         text=True,
         timeout=120,
         check=check,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **TEST_KEY_ENV, **(env or {})},
     )
 
 
@@ -140,7 +148,7 @@ def start_server(backend: str, database_url: str, log_path: Path, workers: int =
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "KEYHALL_LOG_JSON": "true"},
+            env={**os.environ, **TEST_KEY_ENV, "KEYHALL_LOG_JSON": "true"},
         )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -164,3 +164,13 @@ class TransportKey(Base):
     private_key: Mapped[str] = mapped_column(Text, nullable=False)
     public_key: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _ts()
+
+
+class RateLimitCounter(Base):
+    """A fixed-window counter (see ``keyhall.server.ratelimit``); ``key`` is the SHA-256 of the name."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    window_ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
