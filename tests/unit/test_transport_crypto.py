@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from gmssl.sm2 import CryptSM2
 
-from keyhall._crypto import sm2
+from keyhall._crypto import sm2, sm3
 from keyhall.sdk._encryption import encrypt_password
 from keyhall.server.crypto.transport import MAX_ENCRYPTED_PASSWORD_LENGTH, TransportKeys
 from keyhall.server.errors import InvalidArgument, PasswordDecryptFailed
@@ -163,15 +163,16 @@ def sm2_pair() -> tuple[str, str]:
     ],
 )
 def test_sm3_known_answers(message: bytes, digest: str) -> None:
-    assert sm2._sm3(message).hex() == digest
+    assert sm3.sm3(message).hex() == digest
+    assert sm3.python_sm3(message).hex() == digest
 
 
 @needs_openssl_sm3
 def test_kdf_is_sm3_with_a_32_bit_big_endian_counter_from_one() -> None:
-    shared = sm2._Point(bytes(range(32)), bytes(range(32, 64)))
-    z = shared.x + shared.y
+    z = bytes(range(64))
     expected = _sm3(z + b"\x00\x00\x00\x01") + _sm3(z + b"\x00\x00\x00\x02") + _sm3(z + b"\x00\x00\x00\x03")
-    assert sm2._kdf(shared, 70) == expected[:70]
+    assert sm3.kdf(z, 70) == expected[:70]
+    assert sm3.python_kdf(z, 70) == expected[:70]
 
 
 # --- SM2 ---------------------------------------------------------------------------------------
@@ -200,12 +201,13 @@ def test_sm2_round_trip_and_c1c3c2_layout(sm2_pair: tuple[str, str], password: s
     data = bytes.fromhex(ciphertext)
     c1, c3, c2 = data[:64], data[64:96], data[96:]
     x1, y1 = int.from_bytes(c1[:32], "big"), int.from_bytes(c1[32:], "big")
-    assert (y1 * y1 - (x1**3 - 3 * x1 + sm2._B)) % SM2_P == 0
-    shared = sm2._multiply(int(private, 16), sm2._Point(c1[:32], c1[32:]))
+    assert (y1 * y1 - (x1**3 - 3 * x1 + sm2.SM2_P256.b)) % SM2_P == 0
+    shared = sm2.SM2_P256.multiply(int(private, 16), (x1, y1))
     assert shared is not None
-    stream = b"".join(_sm3(shared.x + shared.y + i.to_bytes(4, "big")) for i in range(1, 5))
+    x2, y2 = (c.to_bytes(32, "big") for c in shared)
+    stream = b"".join(_sm3(x2 + y2 + i.to_bytes(4, "big")) for i in range(1, 5))
     assert bytes(a ^ b for a, b in zip(c2, stream, strict=False)) == message
-    assert c3 == _sm3(shared.x + message + shared.y)
+    assert c3 == _sm3(x2 + message + y2)
 
 
 def test_sm2_nonce_comes_from_a_csprng(sm2_pair: tuple[str, str]) -> None:
