@@ -381,6 +381,7 @@ def _section(result: ScenarioResult, facts: Facts) -> list[str]:
         lines += _run_section(run, len(result.runs) > 1)
     if result.hashing:
         lines += _hash_section(result.hashing, facts)
+    lines += result.notes
     lines += [f"Scenario time, servers included: {result.duration_s:.1f} s.", ""]
     return lines
 

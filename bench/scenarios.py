@@ -154,6 +154,7 @@ class ScenarioResult:
     hashing: HashFigures | None = None
     error: str | None = None
     duration_s: float = 0.0
+    notes: list[str] = field(default_factory=list)  # Markdown lines a scenario adds to its section
 
     @property
     def ok(self) -> bool:
@@ -505,6 +506,12 @@ def _argon2_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> Non
     result.hashing = _argon2(sizes)
 
 
+def _sm2_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
+    from bench import sm2  # bench.sm2 builds on this module
+
+    sm2.run(sizes, workdir, result)
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "signup-sqlite",
@@ -542,6 +549,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         "One hash at the server's default parameters, timed alone with argon2-cffi, then a batch through "
         "keyhall's PasswordHasher with its concurrency limiter at 2 threads.",
         _argon2_scenario,
+    ),
+    Scenario(
+        "sm2-signup",
+        "Sign-ups with an SM2-encrypted password vs a plain one, sequential, on SQLite",
+        "One request in flight at a time, alternating a plain-password sign-up and one whose password "
+        "the client encrypted with SM2 (C1C3C2, key from `GET /api/v3/system`, ciphertexts made before "
+        "timing). Each row's wall time is the sum of its own requests' latencies, so its req/s is 1 / mean "
+        "latency. Then, in-process: one SM2 decryption by keyhall and by gmssl, and one argon2id hash for "
+        "scale.",
+        _sm2_scenario,
     ),
 )
 
