@@ -169,6 +169,8 @@ class Curve:
         A secret scalar split into random parts is multiplied without its own digits ever steering
         the additions. ``None`` for the point at infinity.
         """
+        if any(k < 0 for k in scalars):
+            raise ValueError("scalars must not be negative")
         expansions = [_wnaf(k, _WNAF_WIDTH) for k in scalars if k]
         if not expansions:
             return None

@@ -154,6 +154,8 @@ def test_scalar_multiplication_edges() -> None:
         SM2.multiply_base(n)
     with pytest.raises(ValueError):
         SM2.multiply_base(-1)
+    with pytest.raises(ValueError):
+        SM2.multiply(-1, G)
 
 
 def test_split_scalars_give_the_product_of_their_sum() -> None:
