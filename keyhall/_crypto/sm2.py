@@ -21,24 +21,24 @@ nonce from ``random`` and check neither ``C3`` nor the point). This module is pl
 * for an arbitrary point (decryption, and ``k * P_B`` in encryption): width-5 w-NAF, the odd multiples
   ``P, 3P, ..., 15P`` made affine with one shared inversion so that every addition is a mixed one;
 * for the generator (key generation, ``C1`` in encryption): a table of ``j * 16**i * G``
-  (``j`` = 1..15, one row per 4-bit window), built once per process on first use (a few tens of
-  milliseconds), so that ``k * G`` is at most 64 additions and no doubling.
+  (``j`` = 1..15, one row per 4-bit window), built once per process on first use (about 20 ms), so
+  that ``k * G`` is at most 64 additions and no doubling.
 
 The figures (ours against gmssl, and against one argon2id hash) are in docs/benchmarks.md. The curve
 is a parameter (``Curve``) so that the worked example of GB/T 32918.4 appendix A, which uses its own
 test curve, runs as a test.
 
-Side channels -- what is and is not protected. The private key ``d`` is used only in ``decrypt``, as
-the scalar of ``d * C1``. Each call splits it afresh into ``(d - s) mod n`` and ``s``, ``s`` drawn
-uniformly from ``[1, n - 1]`` by ``secrets``, and computes ``(d - s) * C1 + s * C1`` with the digits
-of both parts interleaved over one chain of doublings. Each part on its own is uniformly random, so
-the sequence of additions, and with it the running time, is a fresh random variable on every call
-and not a function of ``d``: repeated decryptions timed from outside (the remote attacker's simple
-timing analysis) learn nothing that adds up. It costs about a fifth more than an unprotected
-multiplication (twice the additions, the same doublings); blinding as ``d + r*n`` would need a long
-``r``, because SM2's ``n`` has long runs of one bits that leave parts of ``d`` unmasked under a short
-one. Not protected: CPython's int arithmetic is not constant time (its cost depends on the operands'
-sizes), and the digit-dependent branches and table lookups of one execution are visible to an
+Side channels -- what is and is not protected. The private key ``d`` is used only in ``decrypt``, as the
+scalar of ``d * C1``. Each call splits it afresh into ``(d - s) mod n`` and ``s``, ``s`` drawn uniformly
+from ``[1, n - 1]`` by ``secrets``, and computes ``(d - s) * C1 + s * C1`` with the digits of both parts
+interleaved over one chain of doublings (additive scalar splitting). Each part on its own is uniformly
+random, so the sequence of additions, and with it the running time, is drawn afresh on every call
+instead of being a fixed function of ``d``: timing repeated decryptions from outside (simple timing
+analysis by a remote client) no longer measures the digits of ``d``. It costs about a fifth more than an
+unprotected multiplication (twice the additions, the same doublings); blinding as ``d + r*n`` would need
+a long ``r``, because SM2's ``n`` has long runs of one bits that leave parts of ``d`` unmasked under a
+short one. Not protected: CPython's int arithmetic is not constant time (its cost depends on the
+operands' sizes), and the digit-dependent branches and table lookups of one execution are visible to an
 attacker on the same machine (cache timing, power, EM), who could combine the two parts' traces; the
 encryption nonce (client side, used once) and key generation (once, at set-up) are not protected.
 Against a local attacker use a hardware-backed implementation. ``C3`` is compared in constant time and
