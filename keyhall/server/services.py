@@ -10,7 +10,7 @@ from keyhall.server.clock import Clock, system_clock
 from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.kek import KeyEncryptionKey
 from keyhall.server.crypto.passwords import PasswordHasher
-from keyhall.server.crypto.transport import TransportKeys
+from keyhall.server.crypto.transport import PasswordTransport
 from keyhall.server.flows.registration import Registration
 from keyhall.server.flows.setup import load_transport_keys
 from keyhall.server.identity.app import App
@@ -39,7 +39,7 @@ class Services:
     engine: AsyncEngine
     kek: KeyEncryptionKey
     hasher: PasswordHasher
-    transport_keys: TransportKeys
+    transport: PasswordTransport
     apps: AppDirectory
     limiter: RateLimiter
     registration: Registration
@@ -51,16 +51,17 @@ class Services:
         keys = await load_transport_keys(engine)
         cpu = CpuPool(settings.hash_concurrency)
         hasher = PasswordHasher(cpu)
+        transport = PasswordTransport(keys, cpu)
         common_passwords()  # load the list now rather than in the first sign-up
         return cls(
             settings=settings,
             engine=engine,
             kek=kek,
             hasher=hasher,
-            transport_keys=keys,
+            transport=transport,
             apps=AppDirectory(engine),
             limiter=DatabaseRateLimiter(engine, clock),
-            registration=Registration(engine, hasher, cpu, keys.decrypt_password, clock),
+            registration=Registration(engine, hasher, transport, clock),
         )
 
     async def stop(self) -> None:

@@ -23,9 +23,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyhall._crypto import sm2
+from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.errors import InvalidArgument, PasswordDecryptFailed
 
-__all__ = ["MAX_ENCRYPTED_PASSWORD_LENGTH", "RSA_KEY_SIZE", "TransportKeys"]
+__all__ = ["MAX_ENCRYPTED_PASSWORD_LENGTH", "RSA_KEY_SIZE", "PasswordTransport", "TransportKeys"]
 
 RSA_KEY_SIZE = 2048
 # Far above any real ciphertext (RSA-4096 is 684 base64 characters, SM2 of a 1 KiB password 2240
@@ -111,3 +112,31 @@ class TransportKeys:
             raise ValueError("RSA ciphertext has the wrong length")
         # JSEncrypt drops the leading zero bytes of a ciphertext whose integer is small: put them back.
         return self._rsa_key.decrypt(ciphertext.rjust(size, b"\x00"), padding.PKCS1v15())
+
+
+class PasswordTransport:
+    """What every flow that takes a password calls: the plain password a client sent for a pool.
+
+    Sign-up, sign-in and password changes all go through :meth:`plain_password`, so that which keys a
+    pool has (and which older ones are still accepted) is decided in one place.
+    """
+
+    def __init__(self, keys: TransportKeys, cpu: CpuPool) -> None:
+        self._keys = keys
+        self._cpu = cpu
+
+    def public_info(self, pool_id: str | None) -> dict[str, dict[str, str]]:
+        """The public keys a client of ``pool_id`` (None: the default pool) encrypts with."""
+        return self._keys.public_info()
+
+    async def plain_password(self, pool_id: str, encrypt_type: str | None, value: str) -> str:
+        """``value`` decrypted as ``encrypt_type`` says (``None``/``none``: as it is).
+
+        Raises ``InvalidArgument`` for an unknown type and ``PasswordDecryptFailed`` for anything that
+        does not decrypt to a password with one of the pool's keys.
+        """
+        kind = (encrypt_type or "none").lower()
+        if kind == "none":
+            return value
+        # RSA/SM2 decryption costs milliseconds of CPU: keep it off the event loop, in the bounded pool.
+        return await self._cpu.run(self._keys.decrypt_password, kind, value)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyhall.server.clock import Clock
-from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.passwords import PasswordHasher
+from keyhall.server.crypto.transport import PasswordTransport
 from keyhall.server.errors import (
     DomainError,
     EmailTaken,
@@ -42,8 +41,6 @@ from keyhall.server.identity.normalise import (
 from keyhall.server.identity.password_policy import password_security_level
 from keyhall.server.store import repository
 from keyhall.server.store.db import read_transaction, write_transaction
-
-Decrypt = Callable[[str | None, str], str]
 
 _TAKEN: dict[str, type[DomainError]] = {"email": EmailTaken, "username": UsernameTaken, "phone": PhoneTaken}
 
@@ -70,12 +67,11 @@ class Registration:
     """The registration use cases of one server process."""
 
     def __init__(
-        self, engine: AsyncEngine, hasher: PasswordHasher, cpu: CpuPool, decrypt: Decrypt, clock: Clock
+        self, engine: AsyncEngine, hasher: PasswordHasher, transport: PasswordTransport, clock: Clock
     ) -> None:
         self._engine = engine
         self._hasher = hasher
-        self._cpu = cpu
-        self._decrypt = decrypt
+        self._transport = transport
         self._clock = clock
 
     async def register_by_password(self, app: App, request: PasswordSignUp) -> Any:
@@ -98,7 +94,9 @@ class Registration:
         _check_codes(request)
         if not request.password:
             raise PasswordMissing()
-        password = await self._plain_password(request)
+        password = await self._transport.plain_password(
+            app.pool_id, request.password_encrypt_type, request.password
+        )
         identifiers = tuple(x for x in (email and email.display, username and username[0]) if x)
         password = app.password_policy.check(password, identifiers=identifiers)
 
@@ -121,13 +119,6 @@ class Registration:
             if conflict in _TAKEN:
                 raise _TAKEN[conflict]() from None
             raise
-
-    async def _plain_password(self, request: PasswordSignUp) -> str:
-        kind = (request.password_encrypt_type or "none").lower()
-        if kind == "none":
-            return request.password
-        # RSA/SM2 decryption costs milliseconds of CPU: keep it off the event loop, in the bounded pool.
-        return await self._cpu.run(self._decrypt, kind, request.password)
 
     def _user_values(
         self,

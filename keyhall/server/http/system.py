@@ -15,7 +15,7 @@ SERVER_VERSION = "0.1.0"
 
 @router.get("/api/v3/system", summary="Public keys (RSA PEM, SM2 hex) and server version")
 async def system(request: Request) -> dict[str, Any]:
-    keys = services(request).transport_keys.public_info()
+    keys = services(request).transport.public_info(None)
     return {
         **keys,
         "version": {"server": SERVER_VERSION, "console": None, "login": None},

@@ -37,4 +37,5 @@ async def lock_for_setup(conn: AsyncConnection) -> None:
 
 
 def _upgrade(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+    # "heads": features may add migrations on parallel branches of the revision graph.
+    command.upgrade(alembic_config(connection), "heads")
