@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyhall.server.clock import Clock, system_clock
+from keyhall.server.courier.outbox import Outbox, RetryPolicy
+from keyhall.server.courier.transports import transports_from
 from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.kek import KeyEncryptionKey
 from keyhall.server.crypto.passwords import PasswordHasher
 from keyhall.server.crypto.transport import PasswordTransport
+from keyhall.server.flows.codes import Codes
 from keyhall.server.flows.registration import Registration
 from keyhall.server.flows.setup import load_transport_keys
 from keyhall.server.identity.app import App
@@ -19,6 +23,8 @@ from keyhall.server.ratelimit import DatabaseRateLimiter, RateLimiter
 from keyhall.server.settings import Settings
 from keyhall.server.store import repository
 from keyhall.server.store.db import create_engine, read_transaction
+
+log = structlog.get_logger("keyhall.server")
 
 
 class AppDirectory:
@@ -43,6 +49,8 @@ class Services:
     apps: AppDirectory
     limiter: RateLimiter
     registration: Registration
+    outbox: Outbox
+    codes: Codes
 
     @classmethod
     async def start(cls, settings: Settings, clock: Clock = system_clock) -> Services:
@@ -53,6 +61,24 @@ class Services:
         hasher = PasswordHasher(cpu)
         transport = PasswordTransport(keys, cpu)
         common_passwords()  # load the list now rather than in the first sign-up
+        limiter = DatabaseRateLimiter(engine, clock)
+        outbox = Outbox(
+            engine,
+            kek,
+            transports_from(settings),
+            RetryPolicy(
+                max_attempts=settings.outbox_max_attempts,
+                base_s=settings.outbox_retry_base_s,
+                cap_s=settings.outbox_retry_cap_s,
+                lease_s=settings.outbox_lease_s,
+                poll_s=settings.outbox_poll_s,
+            ),
+            clock,
+        )
+        codes = Codes(engine, kek, limiter, outbox, clock)
+        outbox.start()
+        if outbox.dev_kinds:
+            log.info("dev_outbox_in_use", kinds=outbox.dev_kinds, show_with="keyhall outbox --follow")
         return cls(
             settings=settings,
             engine=engine,
@@ -60,9 +86,12 @@ class Services:
             hasher=hasher,
             transport=transport,
             apps=AppDirectory(engine),
-            limiter=DatabaseRateLimiter(engine, clock),
-            registration=Registration(engine, hasher, transport, clock),
+            limiter=limiter,
+            registration=Registration(engine, hasher, transport, clock, codes=codes),
+            outbox=outbox,
+            codes=codes,
         )
 
     async def stop(self) -> None:
+        await self.outbox.stop()
         await self.engine.dispose()

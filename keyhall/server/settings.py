@@ -60,6 +60,27 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
     log_json: bool = Field(default=True, description="JSON log lines (false: human-readable console)")
+    # The courier (keyhall.server.courier): without SMTP / SMS settings, messages go to the dev outbox.
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="smtp://user:pass@host:587?starttls=true or smtps://user:pass@host:465 "
+        "(unset: the dev outbox)",
+    )
+    mail_from: str = Field(default="Keyhall <no-reply@localhost>", description="The From of every email")
+    smtp_timeout_s: float = Field(default=20.0, description="Connect and per-command SMTP timeout")
+    sms_webhook_url: str | None = Field(
+        default=None, description="http(s) URL that receives each SMS as HMAC-SHA256-signed JSON"
+    )
+    sms_webhook_secret: SecretStr | None = Field(
+        default=None, description="The HMAC key for the SMS webhook signature (required with the URL)"
+    )
+    outbox_poll_s: float = Field(default=1.0, description="How often the delivery worker looks for messages")
+    outbox_max_attempts: int = Field(default=8, description="Delivery attempts before a message is failed")
+    outbox_retry_base_s: float = Field(default=2.0, description="First retry delay; doubles each attempt")
+    outbox_retry_cap_s: float = Field(default=300.0, description="The longest delay between two attempts")
+    outbox_lease_s: float = Field(
+        default=120.0, description="How long a claimed message is reserved for one worker before another may"
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

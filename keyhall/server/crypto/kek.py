@@ -64,6 +64,7 @@ class KeyEncryptionKey:
 
     kid: str
     _aead: AESGCM = field(repr=False, compare=False)
+    _mac_root: bytes = field(default=b"", repr=False, compare=False)
 
     @classmethod
     def from_secret(cls, secret: str) -> KeyEncryptionKey:
@@ -74,7 +75,13 @@ class KeyEncryptionKey:
             )
         raw = secret.encode("utf-8")
         kid = hashlib.sha256(_derive(raw, b"keyhall kek id v1")).hexdigest()[:16]
-        return cls(kid=kid, _aead=AESGCM(_derive(raw, b"keyhall kek v1")))
+        return cls(
+            kid=kid, _aead=AESGCM(_derive(raw, b"keyhall kek v1")), _mac_root=_derive(raw, b"keyhall mac v1")
+        )
+
+    def mac_key(self, purpose: str) -> bytes:
+        """A 32-byte key for HMAC, derived from the secret for ``purpose`` (same on every host)."""
+        return _derive(self._mac_root, f"keyhall mac:{purpose}".encode())
 
     def seal(self, plaintext: bytes, context: str) -> str:
         """``plaintext`` encrypted and bound to ``context`` (which must be given again to open it)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -45,6 +45,18 @@ class Pool(Base):
     argon2_time_cost: Mapped[int] = mapped_column(Integer, nullable=False)
     argon2_memory_kib: Mapped[int] = mapped_column(Integer, nullable=False)
     argon2_parallelism: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Verification codes (keyhall.server.flows.codes); defaults also in migration 0005.
+    code_ttl_s: Mapped[int] = mapped_column(Integer, nullable=False, default=300, server_default="300")
+    code_max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=5, server_default="5")
+    code_resend_interval_s: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=60, server_default="60"
+    )
+    code_sends_per_ip_hour: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=30, server_default="30"
+    )
+    require_verified_email: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
 
@@ -174,3 +186,50 @@ class RateLimitCounter(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, nullable=False)
     window_ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class VerificationCode(Base):
+    """The live code of one (pool, channel, address); a new send replaces it (keyhall.server.flows.codes).
+
+    ``lookup`` is an HMAC of pool, channel and address, ``code_mac`` an HMAC of the code bound to it: the
+    table holds neither the code nor the address in clear.
+    """
+
+    __tablename__ = "verification_codes"
+
+    lookup: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(
+        ForeignKey("pools.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    channel: Mapped[str] = mapped_column(String(40), nullable=False)
+    code_mac: Mapped[str] = mapped_column(String(64), nullable=False)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    max_failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _ts()
+
+
+class OutboxMessage(Base):
+    """An email or SMS waiting for (or done with) delivery: the transactional outbox (courier/outbox.py).
+
+    ``state``: pending -> sending (claimed, ``lease_until``) -> sent | pending (retry) | failed; ``dev`` is
+    the dev outbox (no transport configured; shown by ``keyhall outbox``). ``payload`` is the message
+    sealed with the key-encryption key; it is cleared once a real transport has sent it.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_messages_state_due", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    payload: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _ts()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
