@@ -18,7 +18,7 @@ from keyhall.server.errors import (
     NotFound,
     ServiceUnavailable,
 )
-from keyhall.server.http import signup, system
+from keyhall.server.http import messaging, signup, system
 from keyhall.server.http.dto import SignUpDto
 from keyhall.server.http.envelope import error, request_info
 from keyhall.server.http.middleware import KeyhallMiddleware
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.add_middleware(KeyhallMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(signup.router)
+    app.include_router(messaging.router)
     app.include_router(system.router)
 
     @app.exception_handler(DomainError)

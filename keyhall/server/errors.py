@@ -55,6 +55,12 @@ class VerificationCodeExpired(DomainError):
     message_id = "code_expired"
 
 
+class EmailVerificationRequired(DomainError):
+    """The pool requires a verified email at registration and no email code came with the sign-up."""
+
+    message_id = "email_code_required"
+
+
 class RegistrationDisabled(DomainError):
     status_code = 403
     api_code = 2031

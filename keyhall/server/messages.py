@@ -40,6 +40,16 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en-US": "The verification code for {field} has expired or was used up; request a new one",
         "zh-CN": "{field} 的验证码已过期或已失效，请重新获取",
     },
+    "email_code_required": {
+        "en-US": (
+            "This user pool requires a verified email to register: send a code with /api/v3/send-email "
+            "(CHANNEL_REGISTER or CHANNEL_COMPLETE_EMAIL) and give it in {field}"
+        ),
+        "zh-CN": (
+            "该用户池要求注册时验证邮箱：请通过 /api/v3/send-email"
+            "（CHANNEL_REGISTER 或 CHANNEL_COMPLETE_EMAIL）获取验证码，并填入 {field}"
+        ),
+    },
     "registration_disabled": {
         "en-US": "Self-registration is disabled for this application",
         "zh-CN": "该应用已关闭自主注册",

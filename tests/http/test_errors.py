@@ -66,11 +66,11 @@ CASES: list[tuple[str, Any, int, int | None, tuple[str, ...]]] = [
     ),
     ("unknown connection", {"connection": "MAGIC"}, 400, None, ("connection",)),
     (
-        "passcode not offered",
+        "passcode without an address",
         {"connection": "PASSCODE", "passCodePayload": {"passCode": "1"}},
         400,
         None,
-        ("PASSCODE",),
+        ("passCodePayload.email", "passCodePayload.phone"),
     ),
     (
         "password as number",
