@@ -1,4 +1,4 @@
-"""The ``keyhall`` command: init, serve, app create, users list."""
+"""The ``keyhall`` command: init, serve, app create, users list, outbox."""
 
 from __future__ import annotations
 
@@ -121,6 +121,23 @@ def users_list(
             f"{user['userId']}  {user['createdAt']}  {user['email'] or '-'}  {user['username'] or '-'}  "
             f"{user['status']}"
         )
+
+
+@app.command()
+def outbox(
+    database_url: DatabaseOption = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new messages")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per message and line")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """Show the newest outbox messages (with no SMTP/SMS configured: the dev outbox, codes included)."""
+    from keyhall.server.courier.devoutbox import show_outbox
+
+    settings = _settings(database_url)
+    try:
+        _run(show_outbox(settings, limit=limit, follow=follow, json_output=json_output, echo=typer.echo))
+    except KeyboardInterrupt:
+        pass
 
 
 def _print_init(settings: Any, result: Any, json_output: bool, show_secret: bool = True) -> None:

@@ -22,6 +22,8 @@ JSONDict = dict[str, Any]
 
 SIGN_UP_PATH: Final = "/api/v3/signup"
 SYSTEM_PATH: Final = "/api/v3/system"
+SEND_EMAIL_PATH: Final = "/api/v3/send-email"
+SEND_SMS_PATH: Final = "/api/v3/send-sms"
 
 #: Calls on which the app proves its secret with HTTP Basic auth; the server honours
 #: ``options.clientIp`` only from callers that do.
@@ -209,6 +211,21 @@ def sign_up_body(
         "profile": _copy(profile),
         "options": _copy(options),
     }
+
+
+def send_sms_body(channel: str, phone_number: str, phone_country_code: str | None = None) -> JSONDict:
+    """The JSON body of ``POST /api/v3/send-sms`` (the country code left out when not given)."""
+    body: JSONDict = {"channel": channel, "phoneNumber": phone_number}
+    if phone_country_code:
+        body["phoneCountryCode"] = phone_country_code
+    return body
+
+
+def phone_pass_code_payload(phone: str, pass_code: str, phone_country_code: str | None) -> JSONDict:
+    payload: JSONDict = {"phone": phone, "passCode": pass_code}
+    if phone_country_code:
+        payload["phoneCountryCode"] = phone_country_code
+    return payload
 
 
 def _copy(mapping: Mapping[str, Any] | None) -> JSONDict | None:

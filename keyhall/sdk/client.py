@@ -11,6 +11,8 @@ import httpx
 
 from keyhall.sdk._base import ClientBase
 from keyhall.sdk._request import (
+    SEND_EMAIL_PATH,
+    SEND_SMS_PATH,
     SIGN_UP_PATH,
     SYSTEM_PATH,
     JSONDict,
@@ -20,7 +22,9 @@ from keyhall.sdk._request import (
     encrypt,
     parse_response,
     password_to_encrypt,
+    phone_pass_code_payload,
     read_public_keys,
+    send_sms_body,
     sign_up_body,
     with_encrypted_password,
 )
@@ -87,6 +91,38 @@ class AuthenticationClient(ClientBase):
     ) -> JSONDict:
         """Register a user with username and password."""
         return self.sign_up("PASSWORD", {"username": username, "password": password}, None, profile, options)
+
+    def sign_up_by_email_passcode(
+        self,
+        email: str,
+        pass_code: str,
+        profile: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """Register a user with email and a CHANNEL_REGISTER code from :meth:`send_email`."""
+        payload = {"email": email, "passCode": pass_code}
+        return self.sign_up("PASSCODE", None, payload, profile, options)
+
+    def sign_up_by_phone_passcode(
+        self,
+        phone: str,
+        pass_code: str,
+        phone_country_code: str | None = None,
+        profile: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """Register a user with a phone number and a CHANNEL_REGISTER code from :meth:`send_sms`."""
+        payload = phone_pass_code_payload(phone, pass_code, phone_country_code)
+        return self.sign_up("PASSCODE", None, payload, profile, options)
+
+    def send_email(self, channel: str, email: str) -> JSONDict:
+        """Send a verification code by email (``POST /api/v3/send-email``); ``channel`` says what for,
+        e.g. "CHANNEL_REGISTER". One send per address and channel per minute (429 otherwise)."""
+        return self._send("POST", SEND_EMAIL_PATH, {"channel": channel, "email": email})
+
+    def send_sms(self, channel: str, phone_number: str, phone_country_code: str | None = None) -> JSONDict:
+        """Send a verification code by SMS (``POST /api/v3/send-sms``); the country code defaults to +86."""
+        return self._send("POST", SEND_SMS_PATH, send_sms_body(channel, phone_number, phone_country_code))
 
     def get_system_info(self) -> JSONDict:
         """The server's public information (``GET /api/v3/system``): public keys and version."""

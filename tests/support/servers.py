@@ -128,7 +128,14 @@ def keyhall(
     )
 
 
-def start_server(backend: str, database_url: str, log_path: Path, workers: int = 2) -> RunningServer:
+def start_server(
+    backend: str,
+    database_url: str,
+    log_path: Path,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+) -> RunningServer:
+    """Init and serve; ``env`` adds KEYHALL_* settings (e.g. KEYHALL_SMTP_URL) for this server only."""
     init = keyhall("init", "--database-url", database_url, "--json")
     record = json.loads(init.stdout.strip().splitlines()[-1])
     port = free_port()
@@ -148,7 +155,7 @@ def start_server(backend: str, database_url: str, log_path: Path, workers: int =
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **TEST_KEY_ENV, "KEYHALL_LOG_JSON": "true"},
+            env={**os.environ, **TEST_KEY_ENV, "KEYHALL_LOG_JSON": "true", **(env or {})},
         )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
