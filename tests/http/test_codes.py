@@ -192,6 +192,8 @@ def test_hourly_cap_per_client_address(client: httpx.Client, server: RunningServ
     finally:
         server.sql("UPDATE pools SET code_sends_per_ip_hour = 30 WHERE id = :id", id=server.pool_id)
     assert [a["statusCode"] for a in answers] == [200, 200, 429]
+    # The capped request did not start cap2's resend interval: from another client it can be sent now.
+    assert send_email(client, server, f"cap2.{unique}@example.com")["statusCode"] == 200
     assert send_email(client, server, f"cap3.{unique}@example.com")["statusCode"] == 200, "another address"
 
 

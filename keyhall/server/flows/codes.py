@@ -117,15 +117,19 @@ class Codes:
         if channel not in allowed:
             raise InvalidArgument(field="channel", reason=f"it must be one of {', '.join(allowed)}")
         policy = await self.policy(pool_id)
+        client_key = f"code-send-ip:{pool_id}:{client_ip}" if client_ip else None
+        if client_key is not None:
+            # A client over its hourly cap must not also start the address's resend interval.
+            capped = await self._limiter.peek(client_key, policy.sends_per_ip_hour, IP_WINDOW_S)
+            if not capped.allowed:
+                raise Throttled(retry_after=capped.retry_after_s)
         per_address = await self._limiter.hit(
             f"code-send:{pool_id}:{kind}:{channel}:{target}", 1, policy.resend_interval_s
         )
         if not per_address.allowed:
             raise Throttled(retry_after=per_address.retry_after_s)
-        if client_ip:
-            per_client = await self._limiter.hit(
-                f"code-send-ip:{pool_id}:{client_ip}", policy.sends_per_ip_hour, IP_WINDOW_S
-            )
+        if client_key is not None:
+            per_client = await self._limiter.hit(client_key, policy.sends_per_ip_hour, IP_WINDOW_S)
             if not per_client.allowed:
                 raise Throttled(retry_after=per_client.retry_after_s)
 
