@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from tests.support.servers import (
+    SECRET_PATTERNS,
+    SERVER_LOGS,
     RunningServer,
     create_postgres_database,
     drop_postgres_database,
@@ -58,3 +60,25 @@ def client(server: RunningServer) -> Iterator[httpx.Client]:
 def unique() -> str:
     """A short unique token for emails and usernames, so tests never collide on one database."""
     return uuid.uuid4().hex[:10]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every server of the session has stopped: no log line of any of them holds a secret.
+
+    tests/ops/test_log_hygiene.py signs users up and in with LOG_MARKER_PASSWORD; other tests put their
+    own passwords through the same code. A hit fails the run (exit status 1) and names the file and line.
+    """
+    leaks = []
+    for path in SERVER_LOGS:
+        if not path.exists():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if any(pattern in line for pattern in SECRET_PATTERNS):
+                leaks.append(f"{path}:{number}")
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "secret found in server logs (password marker or argon2 hash): " + ", ".join(leaks[:20])
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(text, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

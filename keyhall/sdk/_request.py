@@ -233,26 +233,29 @@ def _copy(mapping: Mapping[str, Any] | None) -> JSONDict | None:
     return None if mapping is None else dict(mapping)
 
 
-def password_to_encrypt(body: Mapping[str, Any], encrypt_type: str | None) -> str | None:
-    """The plaintext password in ``body`` that a client encrypting with ``encrypt_type`` must encrypt.
+def encryption_for(body: Mapping[str, Any], client_encrypt_type: str | None) -> str | None:
+    """How the SDK must encrypt the plaintext password in ``body`` ("rsa", "sm2"), or None to send it.
 
-    None when the client does not encrypt or the body has no password. Raises ValueError when the
-    caller marked the password as already encrypted: such a client takes plaintext only.
+    The call's ``options.passwordEncryptType`` decides ("none": send as given); without it, the
+    client's ``password_encrypt_type``. The password given is always plaintext: the SDK encrypts it.
+    Raises ValueError for a type the SDK cannot apply.
     """
-    if encrypt_type is None:
-        return None
     payload = body.get("passwordPayload")
     password = payload.get("password") if isinstance(payload, Mapping) else None
     if not isinstance(password, str) or not password:
         return None
     options = body.get("options")
     given = options.get("passwordEncryptType") if isinstance(options, Mapping) else None
-    if given not in (None, "none"):
-        raise ValueError(
-            f"this client encrypts passwords itself ({encrypt_type}); pass the plaintext password "
-            f"and leave options.passwordEncryptType unset (got {given!r})"
-        )
-    return password
+    if given is None:
+        return client_encrypt_type
+    if given == "none":
+        return None
+    return check_encrypt_type(given)
+
+
+def is_decrypt_failure(answer: Mapping[str, Any]) -> bool:
+    """True for 499/2016: the server could not decrypt the password (e.g. its keys were rotated)."""
+    return answer.get("statusCode") == 499 and answer.get("apiCode") == 2016
 
 
 def with_encrypted_password(body: Mapping[str, Any], encrypt_type: str, public_key: str) -> JSONDict:

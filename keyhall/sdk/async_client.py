@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -20,13 +21,29 @@ from keyhall.sdk._request import (
     check_encrypt_type,
     connection_error,
     encrypt,
+    encryption_for,
+    is_decrypt_failure,
     parse_response,
-    password_to_encrypt,
     phone_pass_code_payload,
     read_public_keys,
     send_sms_body,
     sign_up_body,
     with_encrypted_password,
+)
+from keyhall.sdk._signin import (
+    INTROSPECTION_PATH,
+    JWKS_PATH,
+    REVOCATION_PATH,
+    SIGN_IN_PATH,
+    TOKEN_PATH,
+    UPDATE_PASSWORD_PATH,
+    UPDATE_PROFILE_PATH,
+    oauth_form,
+    oauth_request,
+    parse_oauth,
+    profile_query,
+    sign_in_body,
+    verify_offline,
 )
 
 
@@ -65,10 +82,7 @@ class AsyncAuthenticationClient(ClientBase):
     ) -> JSONDict:
         """Register a user (``POST /api/v3/signup``) with ``connection`` "PASSWORD" or "PASSCODE"."""
         body = sign_up_body(connection, password_payload, pass_code_payload, profile, options)
-        encrypt_type = self._settings.password_encrypt_type
-        if encrypt_type is not None and password_to_encrypt(body, encrypt_type) is not None:
-            body = with_encrypted_password(body, encrypt_type, await self._public_key(encrypt_type))
-        return await self._send("POST", SIGN_UP_PATH, body)
+        return await self._send_with_password("POST", SIGN_UP_PATH, body)
 
     async def sign_up_by_email_password(
         self,
@@ -133,10 +147,104 @@ class AsyncAuthenticationClient(ClientBase):
         return await self._send("GET", SYSTEM_PATH)
 
     async def encrypt_password(self, password: str, encrypt_type: str) -> str:
-        """Encrypt ``password`` with the server's ``encrypt_type`` ("rsa"/"sm2") public key, for callers
-        who send ``options.passwordEncryptType`` themselves."""
+        """Encrypt ``password`` with the server's ``encrypt_type`` ("rsa"/"sm2") public key, for requests
+        sent by other clients (e.g. the official SDKs). Not for this client's own calls: they take the
+        plaintext password and encrypt it themselves."""
         check_encrypt_type(encrypt_type)
         return encrypt(password, encrypt_type, await self._public_key(encrypt_type))
+
+    # -- sign-in, tokens and the user's own profile (keyhall.sdk._signin) --
+
+    def set_access_token(self, access_token: str | None) -> None:
+        """Use ``access_token`` (bare or ``Bearer ...``) for the calls made as the user."""
+        self._settings = dataclasses.replace(self._settings, access_token=access_token)
+
+    async def sign_in_by_credentials(
+        self,
+        connection: str,
+        password_payload: Mapping[str, Any] | None = None,
+        pass_code_payload: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> JSONDict:
+        """``POST /api/v3/signin``; on success the client keeps the access token for later calls."""
+        body = sign_in_body(self._settings, connection, password_payload, pass_code_payload, options)
+        answer = await self._send_with_password("POST", SIGN_IN_PATH, body)
+        if answer.get("statusCode") == 200 and isinstance(answer.get("data"), dict):
+            self.set_access_token(answer["data"].get("access_token"))
+        return answer
+
+    async def sign_in_by_email_password(
+        self, email: str, password: str, options: Mapping[str, Any] | None = None
+    ) -> JSONDict:
+        return await self.sign_in_by_credentials(
+            "PASSWORD", {"email": email, "password": password}, None, options
+        )
+
+    async def sign_in_by_username_password(
+        self, username: str, password: str, options: Mapping[str, Any] | None = None
+    ) -> JSONDict:
+        payload = {"username": username, "password": password}
+        return await self.sign_in_by_credentials("PASSWORD", payload, None, options)
+
+    async def sign_in_by_account_password(
+        self, account: str, password: str, options: Mapping[str, Any] | None = None
+    ) -> JSONDict:
+        payload = {"account": account, "password": password}
+        return await self.sign_in_by_credentials("PASSWORD", payload, None, options)
+
+    async def get_profile(self, with_custom_data: bool = False, with_identities: bool = False) -> JSONDict:
+        """The signed-in user's profile (``GET /api/v3/get-profile``)."""
+        return await self._send("GET", profile_query(with_custom_data, with_identities))
+
+    async def update_profile(self, **fields: Any) -> JSONDict:
+        """``POST /api/v3/update-profile`` with the given camelCase fields (e.g. ``nickname="x"``)."""
+        return await self._send("POST", UPDATE_PROFILE_PATH, dict(fields))
+
+    async def update_password(self, new_password: str, old_password: str) -> JSONDict:
+        """``POST /api/v3/update-password``: the old password is required; other sessions end."""
+        body: JSONDict = {"newPassword": new_password, "oldPassword": old_password}
+        return await self._send("POST", UPDATE_PASSWORD_PATH, body)
+
+    async def get_new_access_token_by_refresh_token(self, refresh_token: str) -> JSONDict:
+        """``POST /oidc/token`` with grant_type=refresh_token: new tokens (the refresh token rotates)."""
+        answer = await self._oauth(
+            TOKEN_PATH, oauth_form(self._settings, grant_type="refresh_token", refresh_token=refresh_token)
+        )
+        if "access_token" in answer:
+            self.set_access_token(answer["access_token"])
+        return answer
+
+    async def introspect_token(self, token: str) -> JSONDict:
+        """``POST /oidc/token/introspection``: ``{"active": false}`` or the token's claims."""
+        return await self._oauth(INTROSPECTION_PATH, oauth_form(self._settings, token=token))
+
+    async def revoke_token(self, token: str) -> bool:
+        """``POST /oidc/token/revocation``; True when the server took it."""
+        url, headers = oauth_request(self._settings, REVOCATION_PATH, {})
+        form = oauth_form(self._settings, token=token)
+        try:
+            response = await self._http.post(url, data=form, headers=headers, timeout=self._settings.timeout)
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self._settings) from exc
+        return response.status_code == 200
+
+    async def introspect_token_offline(self, token: str) -> JSONDict:
+        """Verify ``token`` against the server's JWKS here (raises ``jwt.InvalidTokenError``); its claims."""
+        try:
+            response = await self._http.get(
+                self._settings.app_host + JWKS_PATH, timeout=self._settings.timeout
+            )
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self._settings) from exc
+        return verify_offline(self._settings, parse_oauth(response.content), token)
+
+    async def _oauth(self, path: str, form: dict[str, str]) -> JSONDict:
+        url, headers = oauth_request(self._settings, path, form)
+        try:
+            response = await self._http.post(url, data=form, headers=headers, timeout=self._settings.timeout)
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self._settings) from exc
+        return parse_oauth(response.content)
 
     async def aclose(self) -> None:
         """Close the connection pool, unless the caller supplied the HTTP client."""
@@ -154,17 +262,35 @@ class AsyncAuthenticationClient(ClientBase):
     ) -> None:
         await self.aclose()
 
-    async def _public_key(self, encrypt_type: str) -> str:
-        """The server's ``encrypt_type`` public key, fetched on first use and then cached."""
+    async def _public_key(self, encrypt_type: str, stale: str | None = None) -> str:
+        """The server's ``encrypt_type`` public key, fetched on first use and then cached; fetched again
+        when the cached one is ``stale`` (the server refused a password encrypted with it)."""
         key = self._public_keys.get(encrypt_type)
-        if key is None:
+        if key is None or key == stale:
             async with self._keys_lock:
                 key = self._public_keys.get(encrypt_type)
-                if key is None:
+                if key is None or key == stale:
                     info = await self.get_system_info()
                     self._public_keys = read_public_keys(info, encrypt_type, self._settings)
                     key = self._public_keys[encrypt_type]
         return key
+
+    async def _send_with_password(self, method: str, path: str, body: JSONDict) -> JSONDict:
+        """Send ``body``, first encrypting its plaintext password when the call or the client asks for it.
+
+        A 499/2016 answer means the server no longer takes the cached key (a rotation): the keys are
+        fetched again and, if they changed, the request is sent once more.
+        """
+        encrypt_type = encryption_for(body, self._settings.password_encrypt_type)
+        if encrypt_type is None:
+            return await self._send(method, path, body)
+        key = await self._public_key(encrypt_type)
+        answer = await self._send(method, path, with_encrypted_password(body, encrypt_type, key))
+        if is_decrypt_failure(answer):
+            fresh = await self._public_key(encrypt_type, stale=key)
+            if fresh != key:
+                answer = await self._send(method, path, with_encrypted_password(body, encrypt_type, fresh))
+        return answer
 
     async def _send(self, method: str, path: str, body: JSONDict | None = None) -> JSONDict:
         """Send one API call and return the decoded answer."""

@@ -18,11 +18,13 @@ from keyhall.server.errors import (
     NotFound,
     ServiceUnavailable,
 )
-from keyhall.server.http import messaging, signup, system
+from keyhall.server.http import messaging, oidc, ops, profile, signin, signup, system
 from keyhall.server.http.dto import SignUpDto
 from keyhall.server.http.envelope import error, request_info
 from keyhall.server.http.middleware import KeyhallMiddleware
+from keyhall.server.http.openapi import document_envelopes
 from keyhall.server.logs import configure_logging
+from keyhall.server.metrics import process_exiting
 from keyhall.server.services import Services
 from keyhall.server.settings import Settings
 from keyhall.server.store.db import DATABASE_UNAVAILABLE
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             yield
         finally:
             await own.stop()
+            process_exiting()
 
     app = FastAPI(
         title="Keyhall",
@@ -58,6 +61,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(signup.router)
     app.include_router(messaging.router)
     app.include_router(system.router)
+    app.include_router(ops.router)
+    app.include_router(signin.router)
+    app.include_router(profile.router)
+    app.include_router(oidc.router)
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -96,6 +103,15 @@ def _publish_schema(app: FastAPI) -> None:
         extra = SignUpDto.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(extra.pop("$defs", {}))
         components["SignUpDto"] = extra
+        for name, model in (
+            ("SignInDto", signin.SignInDto),
+            ("UpdateProfileDto", profile.UpdateProfileDto),
+            ("UpdatePasswordDto", profile.UpdatePasswordDto),
+        ):
+            extra = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(extra.pop("$defs", {}))
+            components[name] = extra
+        document_envelopes(schema)  # errors as envelopes, no 422, the app-id header
         app.openapi_schema = schema
         return schema
 

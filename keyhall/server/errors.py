@@ -127,6 +127,51 @@ class PasswordDecryptFailed(DomainError):
     message_id = "password_decrypt_failed"
 
 
+class SignInRefused(DomainError):
+    """Sign-in: the account does not exist or the password is wrong (one answer for both, on purpose)."""
+
+    status_code = 403
+    api_code = 2333
+    message_id = "signin_refused"
+
+
+class AccountLocked(DomainError):
+    """Too many failed password sign-ins for this account; ``retry_after`` seconds until it unlocks."""
+
+    status_code = 403
+    api_code = 2005
+    message_id = "account_locked"
+
+
+class AccountSuspended(DomainError):
+    """The user's status is not Activated (Suspended, Deactivated, Resigned, Archived)."""
+
+    status_code = 403
+    message_id = "account_suspended"
+
+
+class OldPasswordWrong(DomainError):
+    """update-password: the current password given does not match."""
+
+    status_code = 403
+    api_code = 2006
+    message_id = "old_password_wrong"
+
+
+class InvalidToken(DomainError):
+    """The access token is missing, malformed, expired, revoked or not for this app; ``reason`` says which."""
+
+    status_code = 401
+    message_id = "invalid_token"
+
+
+class InvalidGrant(DomainError):
+    """OAuth token endpoint: the refresh token is unknown, expired, revoked or already used."""
+
+    status_code = 400
+    message_id = "invalid_grant"
+
+
 class NotFound(DomainError):
     """A path the server does not serve."""
 
@@ -149,3 +194,15 @@ class ServerError(DomainError):
 class ServiceUnavailable(DomainError):
     status_code = 503
     message_id = "service_unavailable"
+
+
+class ServerBusy(ServiceUnavailable):
+    """The queue for password hashing/decryption is full; ``retry_after`` seconds is a fair wait."""
+
+    message_id = "server_busy"
+
+
+class NotReady(ServiceUnavailable):
+    """GET /readyz: the database cannot be reached, so this process should get no traffic."""
+
+    message_id = "not_ready"

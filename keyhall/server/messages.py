@@ -92,6 +92,35 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en-US": "Decrypt password failed, please check your encryption configuration",
         "zh-CN": "密码解密失败，请检查加密配置",
     },
+    "signin_refused": {
+        "en-US": "Account not exists or password is incorrect.",
+        "zh-CN": "账号不存在或密码错误",
+    },
+    "account_locked": {
+        "en-US": "Too many failed sign-in attempts: password sign-in for this account is locked; "
+        "retry in {retry_after} seconds",
+        "zh-CN": "登录失败次数过多，该账号的密码登录已被锁定，请 {retry_after} 秒后重试",
+    },
+    "account_suspended": {
+        "en-US": "This account is {status} and cannot sign in; contact the administrator",
+        "zh-CN": "该账号状态为 {status}，无法登录，请联系管理员",
+    },
+    "old_password_wrong": {
+        "en-US": "Password is incorrect: oldPassword does not match the current password",
+        "zh-CN": "密码错误：oldPassword 与当前密码不符",
+    },
+    "invalid_token": {
+        "en-US": "Not signed in: the access token {reason}; sign in again",
+        "zh-CN": "尚未登录：access token {reason}，请重新登录",
+    },
+    "invalid_grant": {
+        "en-US": "The refresh token {reason}; sign in again",
+        "zh-CN": "refresh token {reason}，请重新登录",
+    },
+    "unsupported_grant_type": {
+        "en-US": "grant_type {grant_type} is not supported; Keyhall's token endpoint takes refresh_token",
+        "zh-CN": "不支持 grant_type {grant_type}，Keyhall 的 token 端点仅支持 refresh_token",
+    },
     "route_not_found": {
         "en-US": "No such endpoint: {method} {path}",
         "zh-CN": "接口不存在：{method} {path}",
@@ -107,6 +136,15 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "service_unavailable": {
         "en-US": "The service is temporarily unavailable: {reason}",
         "zh-CN": "服务暂时不可用：{reason}",
+    },
+    "server_busy": {
+        "en-US": "The server is busy: too many password operations are waiting; "
+        "retry in {retry_after} seconds",
+        "zh-CN": "服务器繁忙：等待处理的密码运算过多，请 {retry_after} 秒后重试",
+    },
+    "not_ready": {
+        "en-US": "Not ready: {reason}",
+        "zh-CN": "服务未就绪：{reason}",
     },
 }
 

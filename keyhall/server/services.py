@@ -14,15 +14,19 @@ from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.kek import KeyEncryptionKey
 from keyhall.server.crypto.passwords import PasswordHasher
 from keyhall.server.crypto.transport import PasswordTransport
+from keyhall.server.flows.account import Account
 from keyhall.server.flows.codes import Codes
 from keyhall.server.flows.registration import Registration
-from keyhall.server.flows.setup import load_transport_keys
+from keyhall.server.flows.signin import SignIn
+from keyhall.server.flows.transport_keys import TransportKeyStore
 from keyhall.server.identity.app import App
 from keyhall.server.identity.password_policy import common_passwords
 from keyhall.server.ratelimit import DatabaseRateLimiter, RateLimiter
 from keyhall.server.settings import Settings
 from keyhall.server.store import repository
 from keyhall.server.store.db import create_engine, read_transaction
+from keyhall.server.tokens.issuer import Tokens
+from keyhall.server.tokens.keys import SigningKeys
 
 log = structlog.get_logger("keyhall.server")
 
@@ -51,15 +55,20 @@ class Services:
     registration: Registration
     outbox: Outbox
     codes: Codes
+    signing_keys: SigningKeys
+    tokens: Tokens
+    signin: SignIn
+    account: Account
 
     @classmethod
     async def start(cls, settings: Settings, clock: Clock = system_clock) -> Services:
         kek = settings.key_encryption_key()
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-        keys = await load_transport_keys(engine)
-        cpu = CpuPool(settings.hash_concurrency)
+        cpu = CpuPool(settings.hash_concurrency, max_waiting=settings.hash_queue_max)
         hasher = PasswordHasher(cpu)
-        transport = PasswordTransport(keys, cpu)
+        key_store = TransportKeyStore(engine, kek, clock, cpu)
+        transport = PasswordTransport(key_store.load, cpu, clock, settings.transport_key_refresh_s)
+        await transport.start()  # a wrong secret key fails here, at start-up
         common_passwords()  # load the list now rather than in the first sign-up
         limiter = DatabaseRateLimiter(engine, clock)
         outbox = Outbox(
@@ -76,6 +85,10 @@ class Services:
             clock,
         )
         codes = Codes(engine, kek, limiter, outbox, clock)
+        signing_keys = SigningKeys(engine, kek, clock, reload_s=settings.signing_key_refresh_s)
+        await signing_keys.start()
+        tokens = Tokens(engine, signing_keys, settings.app_host + "/oidc", clock)
+        signin = SignIn(engine, hasher, transport, limiter, tokens, clock, codes=codes)
         outbox.start()
         if outbox.dev_kinds:
             log.info("dev_outbox_in_use", kinds=outbox.dev_kinds, show_with="keyhall outbox --follow")
@@ -90,6 +103,10 @@ class Services:
             registration=Registration(engine, hasher, transport, clock, codes=codes),
             outbox=outbox,
             codes=codes,
+            signing_keys=signing_keys,
+            tokens=tokens,
+            signin=signin,
+            account=Account(engine, hasher, transport, tokens, signin, clock),
         )
 
     async def stop(self) -> None:

@@ -45,7 +45,31 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1,
         description="How many CPU-heavy jobs (argon2 hashes, RSA/SM2 decryptions) run at once; more queue",
     )
+    hash_queue_max: int = Field(
+        default=256,
+        ge=0,
+        description="How many CPU-heavy jobs may wait for a free slot per process; beyond that a request "
+        "gets a 503 envelope with Retry-After instead of joining an ever-longer queue",
+    )
     db_pool_size: int = 10
+    timeout_keep_alive_s: float = Field(
+        default=5.0, gt=0, description="An idle keep-alive connection is closed after this many seconds"
+    )
+    timeout_header_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection that has not sent a whole request head (line and headers) this long "
+        "after it opened, or after its previous answer, is closed (slow-header clients)",
+    )
+    graceful_shutdown_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="On SIGTERM/SIGINT: stop accepting, then wait this long for in-flight requests to "
+        "be answered before cancelling them",
+    )
+    metrics_enabled: bool = Field(
+        default=True, description="Serve Prometheus metrics at GET /metrics (restrict it at the proxy)"
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Encrypts private keys stored in the database (32+ characters); the same on every host",
@@ -54,6 +78,19 @@ class Settings(BaseSettings):
         default=None,
         description="Key file used when no secret key is set; created by init (mode 0600). "
         "Default: keyhall.key beside an SQLite database, else in the working directory",
+    )
+    signing_key_refresh_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=600,
+        description="How often a process reloads the token signing keys from the database (how soon "
+        "`keyhall keys rotate-signing` reaches running servers); 0 reloads on every use",
+    )
+    transport_key_refresh_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How old a pool's password transport keys may get in a process's memory before it "
+        "reloads them from the database (how soon `keyhall keys rotate` reaches running servers)",
     )
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db: rate-limit counters in Redis instead of the database"

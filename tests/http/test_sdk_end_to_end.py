@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from keyhall import AsyncAuthenticationClient, AuthenticationClient, KeyhallConnectionError
@@ -65,15 +66,19 @@ def test_encrypted_password_is_decrypted_by_the_server(server: RunningServer, ki
 def test_pre_encrypted_password_like_the_official_sdk(server: RunningServer, kind: str, unique: str) -> None:
     with sdk(server) as client:
         ciphertext = client.encrypt_password(STRONG, kind)
-        answer = client.sign_up_by_email_password(
-            f"pre.{kind}.{unique}@example.com", ciphertext, options={"passwordEncryptType": kind}
-        )
-        assert answer["statusCode"] == 200, answer
-        wrong_kind = client.sign_up_by_email_password(
-            f"pre2.{kind}.{unique}@example.com",
-            ciphertext,
-            options={"passwordEncryptType": "sm2" if kind == "rsa" else "rsa"},
-        )
+
+    def sign_up(email: str, encrypt_type: str) -> dict[str, object]:
+        body = {
+            "connection": "PASSWORD",
+            "passwordPayload": {"email": email, "password": ciphertext},
+            "options": {"passwordEncryptType": encrypt_type},
+        }
+        headers = {"x-genauth-app-id": server.app_id}
+        return httpx.post(f"{server.base_url}/api/v3/signup", json=body, headers=headers).json()  # type: ignore[no-any-return]
+
+    answer = sign_up(f"pre.{kind}.{unique}@example.com", kind)
+    assert answer["statusCode"] == 200, answer
+    wrong_kind = sign_up(f"pre2.{kind}.{unique}@example.com", "sm2" if kind == "rsa" else "rsa")
     assert (wrong_kind["statusCode"], wrong_kind["apiCode"]) == (499, 2016)
 
 
@@ -97,11 +102,18 @@ def test_no_password_or_hash_reaches_the_log(server: RunningServer, unique: str)
     with sdk(server) as client:
         ok = client.sign_up_by_email_password(f"quiet.{unique}@example.com", secret_password)
         weak = client.sign_up_by_email_password(f"quiet2.{unique}@example.com", "password")
-        sm2 = client.sign_up_by_email_password(
-            f"quiet3.{unique}@example.com",
-            "deadbeef" + secret_password,
-            options={"passwordEncryptType": "sm2"},
-        )
+        sm2 = httpx.post(
+            f"{server.base_url}/api/v3/signup",
+            headers={"x-genauth-app-id": server.app_id},
+            json={
+                "connection": "PASSWORD",
+                "passwordPayload": {
+                    "email": f"quiet3.{unique}@example.com",
+                    "password": "deadbeef" + secret_password,
+                },
+                "options": {"passwordEncryptType": "sm2"},
+            },
+        ).json()
     assert ok["statusCode"] == 200 and weak["apiCode"] == 2029 and sm2["apiCode"] == 2016
     stored_hash = server.sql("SELECT password_hash FROM users WHERE id = :i", i=ok["data"]["userId"])[0][0]
     log = server.log_text()

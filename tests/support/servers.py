@@ -27,6 +27,17 @@ TEST_KEY_ENV = {
     "KEYHALL_SECRET_KEY_FILE": str(Path(tempfile.mkdtemp(prefix="keyhall-test-keys-")) / "keyhall.key")
 }
 POSTGRES_URL = os.environ.get("KEYHALL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Every log file a test server wrote during this session; tests/conftest.py scans them all at the end for
+# LOG_MARKER_PASSWORD and argon2 hashes (see tests/ops/test_log_hygiene.py). A test that starts a server
+# without start_server adds its log file here with register_log.
+SERVER_LOGS: list[Path] = []
+LOG_MARKER_PASSWORD = "Marker-pw-9d41c7e2-never-logged"
+SECRET_PATTERNS = (LOG_MARKER_PASSWORD, "$argon2id$")
+
+
+def register_log(path: Path) -> Path:
+    SERVER_LOGS.append(path)
+    return path
 
 
 @dataclass
@@ -134,11 +145,17 @@ def start_server(
     log_path: Path,
     workers: int = 2,
     env: dict[str, str] | None = None,
+    new_session: bool = False,
 ) -> RunningServer:
-    """Init and serve; ``env`` adds KEYHALL_* settings (e.g. KEYHALL_SMTP_URL) for this server only."""
+    """Init and serve; ``env`` adds KEYHALL_* settings (e.g. KEYHALL_SMTP_URL) for this server only.
+
+    ``new_session``: the server and its workers get a process group of their own, so that a test can
+    kill them all at once (``os.killpg``).
+    """
     init = keyhall("init", "--database-url", database_url, "--json")
     record = json.loads(init.stdout.strip().splitlines()[-1])
     port = free_port()
+    register_log(log_path)
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
             [
@@ -156,6 +173,7 @@ def start_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **TEST_KEY_ENV, "KEYHALL_LOG_JSON": "true", **(env or {})},
+            start_new_session=new_session,
         )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

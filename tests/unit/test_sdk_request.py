@@ -239,13 +239,15 @@ def test_sync_sign_up_by_email_password_on_the_wire() -> None:
 def test_sync_sign_up_by_username_password_and_options_as_given() -> None:
     recorder = Recorder()
     client = sync_client(recorder)
-    client.sign_up_by_username_password("ann", "cipher", options={"passwordEncryptType": "rsa"})
+    client.sign_up_by_username_password(
+        "ann", "plain", options={"passwordEncryptType": "none", "locale": "x"}
+    )
     assert recorder.paths() == ["/api/v3/signup"]
     assert "authorization" not in recorder.requests[0].headers
     assert recorder.body() == {
         "connection": "PASSWORD",
-        "passwordPayload": {"username": "ann", "password": "cipher"},
-        "options": {"passwordEncryptType": "rsa"},
+        "passwordPayload": {"username": "ann", "password": "plain"},
+        "options": {"passwordEncryptType": "none", "locale": "x"},
     }
 
 
@@ -479,12 +481,12 @@ def test_public_encrypt_password_uses_cached_key(fake_encryption: list[Any]) -> 
         client.encrypt_password("c", "aes")
 
 
-def test_pre_encrypted_password_on_encrypting_client_is_refused(fake_encryption: list[Any]) -> None:
+def test_call_option_overrides_the_client_encrypt_type(fake_encryption: list[Any]) -> None:
     recorder = Recorder(system_answer())
     client = sync_client(recorder, password_encrypt_type="rsa")
-    with pytest.raises(ValueError, match="plaintext"):
-        client.sign_up_by_email_password("a@example.com", "cipher", options={"passwordEncryptType": "rsa"})
-    assert recorder.requests == []
+    client.sign_up_by_email_password("a@example.com", "plain", options={"passwordEncryptType": "sm2"})
+    assert fake_encryption == [("plain", "sm2", "04abcdef")]
+    assert recorder.body()["options"] == {"passwordEncryptType": "sm2"}
 
 
 def test_passcode_sign_up_on_encrypting_client_fetches_nothing(fake_encryption: list[Any]) -> None:

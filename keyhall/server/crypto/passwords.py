@@ -7,17 +7,29 @@ process's CpuPool: a flood of sign-ups queues instead of starving the event loop
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from keyhall.server.crypto.cpu import CpuPool
+from keyhall.server.metrics import time_hash
 
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 DEFAULT_TIME_COST = 2
 DEFAULT_MEMORY_KIB = 19456
 DEFAULT_PARALLELISM = 1
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of checking a password: ``matches``, and whether the stored hash should be redone
+    with the pool's current parameters (``needs_rehash``, only ever True when it matches)."""
+
+    matches: bool
+    needs_rehash: bool = False
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,8 @@ class PasswordHasher:
     def __init__(self, cpu: CpuPool) -> None:
         self._cpu = cpu
         self._hashers: dict[Argon2Params, _Argon2] = {}
+        self._dummies: dict[Argon2Params, str] = {}
+        self._dummy_lock = asyncio.Lock()
 
     def _hasher(self, params: Argon2Params) -> _Argon2:
         hasher = self._hashers.get(params)
@@ -48,4 +62,46 @@ class PasswordHasher:
 
     async def hash(self, password: str, params: Argon2Params) -> str:
         hasher = self._hasher(params)
-        return await self._cpu.run(hasher.hash, password)
+        return await self._cpu.run(_timed_hash, hasher, password)
+
+    async def verify(self, password_hash: str, password: str, params: Argon2Params) -> Verification:
+        """Check ``password`` against ``password_hash``; a malformed hash is a mismatch, not an error.
+
+        ``needs_rehash`` says the hash was made with parameters other than ``params`` (the pool's now).
+        """
+        hasher = self._hasher(params)
+        return await self._cpu.run(_verify, hasher, password_hash, password)
+
+    async def verify_unknown(self, password: str, params: Argon2Params) -> Verification:
+        """Spend the same work as :meth:`verify` for an account that does not exist, and fail.
+
+        The dummy hash is made once per parameter set, at those parameters, so an unknown account takes
+        as long as a wrong password for a real one.
+        """
+        dummy = await self._dummy(params)
+        await self.verify(dummy, password, params)
+        return Verification(matches=False)
+
+    async def _dummy(self, params: Argon2Params) -> str:
+        dummy = self._dummies.get(params)
+        if dummy is None:
+            async with self._dummy_lock:
+                dummy = self._dummies.get(params)
+                if dummy is None:
+                    dummy = await self.hash("keyhall dummy password, never matches", params)
+                    self._dummies[params] = dummy
+        return dummy
+
+
+def _verify(hasher: _Argon2, password_hash: str, password: str) -> Verification:
+    try:
+        hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        # VerifyMismatchError is a VerificationError; InvalidHashError: not an argon2 hash at all.
+        return Verification(matches=False)
+    return Verification(matches=True, needs_rehash=hasher.check_needs_rehash(password_hash))
+
+
+def _timed_hash(hasher: _Argon2, password: str) -> str:
+    with time_hash():  # the keyhall_password_hash_seconds histogram: hashing only, not the queue
+        return hasher.hash(password)

@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from keyhall.server.clock import Clock
+from keyhall.server.crypto.kek import KeyEncryptionKey
 from keyhall.server.crypto.passwords import DEFAULT_MEMORY_KIB, DEFAULT_PARALLELISM, DEFAULT_TIME_COST
-from keyhall.server.crypto.transport import TransportKeys
+from keyhall.server.flows.transport_keys import ensure_pool_keys
 from keyhall.server.identity.app import hash_secret
 from keyhall.server.identity.ids import new_id, new_secret
 from keyhall.server.store import repository
-from keyhall.server.store.db import read_transaction, write_transaction
+from keyhall.server.store.db import write_transaction
 from keyhall.server.store.migrate import lock_for_setup, migrate
 
 
@@ -37,27 +38,43 @@ class NewApp:
     name: str
 
 
-async def initialise(engine: AsyncEngine, clock: Clock) -> InitResult:
+async def initialise(engine: AsyncEngine, clock: Clock, kek: KeyEncryptionKey | None = None) -> InitResult:
     """Migrate, then create the default pool and app if there is no pool yet.
 
-    The app secret is returned only when the app is created here; only its hash is stored.
+    With ``kek``, also create the transport keys of every pool that lacks them (sealed with it);
+    without, servers create them on first use. The app secret is returned only when the app is created
+    here; only its hash is stored.
     """
     await migrate(engine)
     async with write_transaction(engine) as conn:
         await lock_for_setup(conn)
-        await _ensure_transport_keys(conn, clock)
         pool = await repository.first_pool(conn)
+        if pool is None:
+            pool_id = await _create_pool(conn, "Default user pool", clock)
+        if kek is not None:
+            for each_pool in await repository.list_pool_ids(conn):
+                await ensure_pool_keys(conn, kek, each_pool, clock)
         if pool is not None:
             app = await repository.first_app(conn)
             if app is not None:
                 return InitResult(app_id=app.id, app_secret=None, pool_id=pool.id, created=False)
             created = await _create_app(conn, pool.id, "Default application", clock)
         else:
-            pool_id = await _create_pool(conn, "Default user pool", clock)
             created = await _create_app(conn, pool_id, "Default application", clock)
     return InitResult(
         app_id=created.app_id, app_secret=created.app_secret, pool_id=created.pool_id, created=True
     )
+
+
+async def create_pool(
+    engine: AsyncEngine, name: str, clock: Clock, kek: KeyEncryptionKey | None = None
+) -> str:
+    """A new user pool with the default rules, and its transport keys when ``kek`` is given."""
+    async with write_transaction(engine) as conn:
+        pool_id = await _create_pool(conn, name, clock)
+        if kek is not None:
+            await ensure_pool_keys(conn, kek, pool_id, clock)
+    return pool_id
 
 
 async def create_app(engine: AsyncEngine, name: str, clock: Clock, pool_id: str | None = None) -> NewApp:
@@ -71,29 +88,9 @@ async def create_app(engine: AsyncEngine, name: str, clock: Clock, pool_id: str 
         return await _create_app(conn, pool_id, name, clock)
 
 
-async def load_transport_keys(engine: AsyncEngine) -> TransportKeys:
-    async with read_transaction(engine) as conn:
-        rows = await repository.get_transport_keys(conn)
-    return TransportKeys(
-        rsa_private_key_pem=rows["rsa"].private_key,
-        sm2_private_key=rows["sm2"].private_key,
-        sm2_public_key=rows["sm2"].public_key,
-    )
-
-
-async def _ensure_transport_keys(conn: AsyncConnection, clock: Clock) -> None:
-    rows = await repository.get_transport_keys(conn)
-    if "rsa" in rows and "sm2" in rows:
-        return
-    keys = TransportKeys.generate()
-    if "rsa" not in rows:
-        public = keys.public_info()["rsa"]["publicKey"]
-        await repository.insert_transport_key(conn, "rsa", keys.rsa_private_key_pem, public, clock())
-    if "sm2" not in rows:
-        await repository.insert_transport_key(conn, "sm2", keys.sm2_private_key, keys.sm2_public_key, clock())
-
-
 async def _create_pool(conn: AsyncConnection, name: str, clock: Clock) -> str:
+    """A new pool. Callers with the KEK give it its transport keys (``ensure_pool_keys``) in the same
+    transaction; a pool without them gets them from the first server that needs them."""
     now = clock()
     pool_id = new_id()
     values: dict[str, Any] = {

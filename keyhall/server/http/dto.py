@@ -308,6 +308,29 @@ class UserSingleRespDto(BaseModel):
     data: UserDto | None = None
 
 
+class Envelope(BaseModel):
+    """The envelope of every answer, as published in the OpenAPI document (errors carry no ``data``).
+
+    An endpoint's response model is a subclass naming its ``data``: ``class FooRespDto(Envelope): data:
+    FooDto | None = None`` (see docs/architecture.md, "Documenting an endpoint").
+    """
+
+    statusCode: int = Field(description="200 on success; otherwise the error class (400, 403, 409, ...)")
+    message: str
+    apiCode: int | None = Field(default=None, description="The specific error; see docs/errors.md")
+    requestId: str
+
+
+class ProbeStatusData(BaseModel):
+    status: Literal["alive", "ready"]
+
+
+class ProbeStatus(Envelope):
+    """The answer of /healthz and /readyz."""
+
+    data: ProbeStatusData | None = None
+
+
 def render_user(row: Any, identities: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A users row as UserDto (a plain dict, ready for JSON). Never includes the password hash."""
     return {

@@ -6,6 +6,7 @@ Every ``/api/v3`` answer is HTTP 200 with ``{statusCode, message, apiCode?, requ
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -73,7 +74,11 @@ def error(info: RequestInfo, err: DomainError) -> JSONResponse:
     info.status_code = err.status_code
     info.api_code = err.api_code
     info.error = err.message_id
-    return _json(body, info)
+    response = _json(body, info)
+    retry_after = err.params.get("retry_after")
+    if isinstance(retry_after, int | float) and retry_after > 0:
+        response.headers["retry-after"] = str(math.ceil(retry_after))  # for proxies and generic clients
+    return response
 
 
 def _json(body: dict[str, Any], info: RequestInfo) -> JSONResponse:

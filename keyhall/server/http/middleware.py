@@ -1,4 +1,5 @@
-"""The outermost layer: request id, body-size limit, a last-resort 500 envelope, one log line per request.
+"""The outermost layer: request id, body-size limit, a last-resort 500 envelope, one log line per request
+and the request metrics (count by route and outcome, duration, in flight).
 
 Written as plain ASGI (not BaseHTTPMiddleware) so that the body limit applies while the body streams in,
 before a byte of an oversized request is buffered.
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyhall.server.errors import PayloadTooLarge, ServerError
 from keyhall.server.http.envelope import RequestInfo, error
+from keyhall.server.metrics import IN_FLIGHT, REQUEST_SECONDS, REQUESTS
 
 log = structlog.get_logger("keyhall.http")
 
@@ -52,6 +54,7 @@ class KeyhallMiddleware:
                     raise PayloadTooLarge(limit=limit)
             return message
 
+        IN_FLIGHT.inc()
         try:
             declared = _content_length(scope)
             if declared is not None and declared > limit:
@@ -68,6 +71,7 @@ class KeyhallMiddleware:
             if not http_status:
                 await error(info, ServerError())(scope, receive, send_wrapper)
         finally:
+            IN_FLIGHT.dec()
             _log_request(scope, info, http_status)
 
 
@@ -81,15 +85,33 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_template(scope: Scope) -> str:
+    """The path pattern the router matched (``/api/v3/signup``), never the raw path: a bounded label."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
 def _log_request(scope: Scope, info: RequestInfo, http_status: list[int]) -> None:
+    elapsed = time.perf_counter() - info.started
+    route = route_template(scope)
+    status = info.status_code or (http_status[0] if http_status else None)
     fields: dict[str, Any] = {
         "request_id": info.request_id,
         "method": scope.get("method"),
+        "route": route,
         "path": scope.get("path"),
         "http_status": http_status[0] if http_status else None,
         "status_code": info.status_code,
-        "duration_ms": round((time.perf_counter() - info.started) * 1000, 1),
+        "duration_ms": round(elapsed * 1000, 1),  # the request's latency inside the server
     }
+    method = scope.get("method")
+    method_label = method if method in _METHODS else "other"  # any token is a method to HTTP: bound it
+    REQUESTS.labels(route=route, method=method_label, status=str(status)).inc()
+    REQUEST_SECONDS.labels(route=route).observe(elapsed)
     client = scope.get("client")
     if client:
         fields["peer"] = client[0]

@@ -12,6 +12,7 @@ from keyhall.server.flows.registration import PassCodeSignUp, PasswordSignUp
 from keyhall.server.http.context import client_ip, parse_body, proves_secret, resolve_app, services
 from keyhall.server.http.dto import SignUpDto, UserSingleRespDto, profile_columns, render_user
 from keyhall.server.http.envelope import ok, request_info
+from keyhall.server.metrics import record_signup
 
 router = APIRouter()
 
@@ -36,8 +37,10 @@ async def signup(request: Request) -> JSONResponse:
     registration = services(request).registration
     if dto.connection == "PASSCODE":
         user = await registration.register_by_passcode(app, _pass_code_sign_up(dto, ip))
+        record_signup("PASSCODE")
     else:
         user = await registration.register_by_password(app, _password_sign_up(dto, ip))
+        record_signup("PASSWORD")
     info = request_info(request)
     info.user_id = user.id
     return ok(info, render_user(user))

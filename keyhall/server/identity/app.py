@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keyhall.server.crypto.passwords import Argon2Params
 from keyhall.server.identity.password_policy import PasswordPolicy
+
+
+@dataclass(frozen=True)
+class SignInLockout:
+    """Brute-force protection of password sign-in (pool settings): ``max_failures`` failures of one
+    account within ``window_s`` lock its password sign-in for ``lock_s``; ``max_failures_per_ip`` failures
+    from one client address within ``window_s`` throttle that address."""
+
+    max_failures: int = 10
+    window_s: int = 900
+    lock_s: int = 900
+    max_failures_per_ip: int = 100
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,11 @@ class App:
     allow_self_registration: bool
     password_policy: PasswordPolicy
     argon2: Argon2Params
+    # Token lifetimes (seconds) and sign-in lockout settings; defaults as in migration 0004.
+    access_token_ttl_s: int = 7200
+    id_token_ttl_s: int = 7200
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    lockout: SignInLockout = field(default_factory=lambda: SignInLockout())
 
     @classmethod
     def from_rows(cls, app: Any, pool: Any) -> App:
@@ -39,6 +56,15 @@ class App:
                 time_cost=pool.argon2_time_cost,
                 memory_kib=pool.argon2_memory_kib,
                 parallelism=pool.argon2_parallelism,
+            ),
+            access_token_ttl_s=app.access_token_ttl_s,
+            id_token_ttl_s=app.id_token_ttl_s,
+            refresh_token_ttl_s=app.refresh_token_ttl_s,
+            lockout=SignInLockout(
+                max_failures=pool.signin_max_failures,
+                window_s=pool.signin_failure_window_s,
+                lock_s=pool.signin_lock_s,
+                max_failures_per_ip=pool.signin_max_failures_per_ip,
             ),
         )
 

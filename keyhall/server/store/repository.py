@@ -114,18 +114,49 @@ async def list_users(conn: AsyncConnection, *, pool_id: str | None = None, limit
     return list(await conn.execute(query))
 
 
-async def get_transport_keys(conn: AsyncConnection) -> dict[str, Any]:
-    return {row.kind: row for row in await conn.execute(select(transport_keys))}
+async def list_pool_ids(conn: AsyncConnection) -> list[str]:
+    """Every pool's id, oldest first."""
+    return [row.id for row in await conn.execute(select(pools.c.id).order_by(pools.c.created_at, pools.c.id))]
 
 
-async def insert_transport_key(
-    conn: AsyncConnection, kind: str, private_key: str, public_key: str, now: datetime
-) -> None:
-    await conn.execute(
-        transport_keys.insert().values(
-            kind=kind, private_key=private_key, public_key=public_key, created_at=now
+async def get_transport_keys(conn: AsyncConnection, pool_id: str) -> list[Any]:
+    """The transport key rows of a pool, every kind and generation."""
+    query = select(transport_keys).where(transport_keys.c.pool_id == pool_id)
+    return list(await conn.execute(query.order_by(transport_keys.c.kind, transport_keys.c.generation)))
+
+
+async def insert_transport_key(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Insert a key row; IntegrityError when another process inserted the same generation first."""
+    await conn.execute(transport_keys.insert().values(**values))
+
+
+async def retire_transport_keys(
+    conn: AsyncConnection, pool_id: str, kind: str, below_generation: int, accept_until: datetime
+) -> int:
+    """Give the current keys of ``kind`` below ``below_generation`` a grace end; returns how many."""
+    result = await conn.execute(
+        transport_keys.update()
+        .where(
+            transport_keys.c.pool_id == pool_id,
+            transport_keys.c.kind == kind,
+            transport_keys.c.generation < below_generation,
+            transport_keys.c.accept_until.is_(None),
+        )
+        .values(accept_until=accept_until)
+    )
+    return int(result.rowcount or 0)
+
+
+async def delete_expired_transport_keys(conn: AsyncConnection, pool_id: str, now: datetime) -> int:
+    """Remove the keys of a pool whose grace period is over; returns how many."""
+    result = await conn.execute(
+        transport_keys.delete().where(
+            transport_keys.c.pool_id == pool_id,
+            transport_keys.c.accept_until.is_not(None),
+            transport_keys.c.accept_until <= now,
         )
     )
+    return int(result.rowcount or 0)
 
 
 async def _one(conn: AsyncConnection, query: Any) -> Any:

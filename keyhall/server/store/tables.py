@@ -57,6 +57,15 @@ class Pool(Base):
     require_verified_email: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default=false()
     )
+    # Sign-in brute-force protection (keyhall.server.flows.signin); defaults also in migration 0004.
+    signin_max_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=10, server_default="10")
+    signin_failure_window_s: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=900, server_default="900"
+    )
+    signin_lock_s: Mapped[int] = mapped_column(Integer, nullable=False, default=900, server_default="900")
+    signin_max_failures_per_ip: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=100, server_default="100"
+    )
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
 
@@ -70,6 +79,14 @@ class Application(Base):
     )
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     secret_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Token lifetimes in seconds (keyhall.server.tokens); defaults also in migration 0004.
+    access_token_ttl_s: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=7200, server_default="7200"
+    )
+    id_token_ttl_s: Mapped[int] = mapped_column(Integer, nullable=False, default=7200, server_default="7200")
+    refresh_token_ttl_s: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=2592000, server_default="2592000"
+    )
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
 
@@ -168,13 +185,25 @@ class Identity(Base):
 
 
 class TransportKey(Base):
-    """The server's key pairs for password transport encryption (rsa, sm2); one row per kind."""
+    """A pool's key for password transport encryption (keyhall.server.crypto.transport); migration 0003.
+
+    Per (pool, kind) the highest ``generation`` is the current key (``accept_until`` NULL); older ones
+    are still accepted until ``accept_until``. ``private_key_sealed`` is sealed with the key-encryption
+    key (context ``transport:<kind>:<pool_id>:<id>``): the table never holds a private key in clear.
+    """
 
     __tablename__ = "transport_keys"
+    __table_args__ = (
+        Index("uq_transport_keys_pool_kind_generation", "pool_id", "kind", "generation", unique=True),
+    )
 
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    private_key: Mapped[str] = mapped_column(Text, nullable=False)
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    generation: Mapped[int] = mapped_column(Integer, nullable=False)
+    private_key_sealed: Mapped[str] = mapped_column(Text, nullable=False)
     public_key: Mapped[str] = mapped_column(Text, nullable=False)
+    accept_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _ts()
 
 
@@ -233,3 +262,46 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SigningKey(Base):
+    """An RS256 key pair that signs tokens (keyhall.server.tokens.keys); the private key is sealed with
+    the KEK. The newest unretired key signs; a retired key stays in the JWKS until ``verify_until``."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_key: Mapped[str] = mapped_column(Text, nullable=False)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    created_at: Mapped[datetime] = _ts()
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verify_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RefreshToken(Base):
+    """A refresh token, stored as its SHA-256 only. Every use rotates it: the row is marked used and a
+    new row joins the same ``family_id``; presenting a used one again revokes the whole family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    family_id: Mapped[str] = mapped_column(String(24), nullable=False, index=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    app_id: Mapped[str] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"), nullable=False)
+    scope: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _ts()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RevokedAccessToken(Base):
+    """The ``jti`` of an access token revoked before its expiry; kept until ``expires_at``."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
