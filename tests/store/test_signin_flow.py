@@ -1,0 +1,134 @@
+"""The sign-in flow in-process against a real database with a hand-moved clock: the lockout ends when its
+time is up, and failures spread wider than the window do not lock; signing-key rotation keeps old tokens
+verifiable; PasswordHasher.verify and rehash."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+import pytest
+
+from keyhall.server.crypto.cpu import CpuPool
+from keyhall.server.crypto.passwords import Argon2Params, PasswordHasher
+from keyhall.server.errors import AccountLocked, SignInRefused
+from keyhall.server.flows.registration import PasswordSignUp
+from keyhall.server.flows.setup import initialise
+from keyhall.server.flows.signin import PasswordSignIn
+from keyhall.server.identity.app import App
+from keyhall.server.services import Services
+from keyhall.server.settings import Settings
+from keyhall.server.store.db import create_engine
+from keyhall.server.tokens.keys import rotate_signing_key
+
+PASSWORD = "Correct-Horse-Battery-7"
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def running(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Services, App, ManualClock]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'flow.db'}"
+    else:
+        url = request.getfixturevalue("store_postgres_url")
+    clock = ManualClock()
+    settings = Settings(database_url=url, secret_key="s" * 40, signing_key_refresh_s=0, hash_concurrency=1)  # type: ignore[call-arg]
+    engine = create_engine(url)
+    try:
+        result = await initialise(engine, clock, settings.key_encryption_key())
+    finally:
+        await engine.dispose()
+    services = await Services.start(settings, clock)
+    try:
+        app = await services.apps.get(result.app_id)
+        assert app is not None
+        yield services, app, clock
+    finally:
+        await services.stop()
+
+
+async def test_lockout_ends_when_its_time_is_up(running: tuple[Services, App, ManualClock]) -> None:
+    services, app, clock = running
+    email = f"flow.{uuid.uuid4().hex[:10]}@example.com"
+    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    wrong = PasswordSignIn(password=PASSWORD + "x", email=email, client_ip="192.0.2.7")
+    for _ in range(app.lockout.max_failures):
+        with pytest.raises(SignInRefused):
+            await services.signin.sign_in_by_password(app, wrong)
+    right = PasswordSignIn(password=PASSWORD, email=email.upper(), client_ip="192.0.2.7")
+    with pytest.raises(AccountLocked):
+        await services.signin.sign_in_by_password(app, right)
+    clock.now += timedelta(seconds=app.lockout.lock_s - 5)
+    with pytest.raises(AccountLocked):
+        await services.signin.sign_in_by_password(app, right)
+    clock.now += timedelta(seconds=10)
+    signed_in = await services.signin.sign_in_by_password(app, right)
+    assert signed_in.user.email == email
+    assert signed_in.user.logins_count == 1
+
+
+async def test_failures_spread_over_more_than_the_window_do_not_lock(
+    running: tuple[Services, App, ManualClock],
+) -> None:
+    services, app, clock = running
+    email = f"slow.{uuid.uuid4().hex[:10]}@example.com"
+    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    wrong = PasswordSignIn(password=PASSWORD + "x", email=email)
+    for _ in range(app.lockout.max_failures - 1):
+        with pytest.raises(SignInRefused):
+            await services.signin.sign_in_by_password(app, wrong)
+    clock.now += timedelta(seconds=app.lockout.window_s)
+    with pytest.raises(SignInRefused):
+        await services.signin.sign_in_by_password(app, wrong)  # the first failure of a new window
+    signed_in = await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
+    assert signed_in.tokens.access_token
+
+
+async def test_rotated_signing_key_still_verifies_old_tokens(
+    running: tuple[Services, App, ManualClock],
+) -> None:
+    services, app, clock = running
+    email = f"rotate.{uuid.uuid4().hex[:10]}@example.com"
+    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    before = await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
+    old_kids = {k["kid"] for k in (await services.signing_keys.jwks())["keys"]}
+    new_kid, retired = await rotate_signing_key(services.engine, services.kek, clock)
+    assert set(retired) <= old_kids and new_kid not in old_kids
+    jwks = {k["kid"] for k in (await services.signing_keys.jwks())["keys"]}
+    assert jwks == old_kids | {new_kid}
+    after = await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
+    assert jwt.get_unverified_header(after.tokens.access_token)["kid"] == new_kid
+    assert jwt.get_unverified_header(before.tokens.access_token)["kid"] in old_kids
+    for token in (before.tokens.access_token, after.tokens.access_token):
+        claims = await services.tokens.verify_access(token, app.id)
+        assert claims["sub"] == before.user.id
+    # once every token the old key signed has expired, the old key leaves the JWKS
+    clock.now += timedelta(seconds=app.refresh_token_ttl_s + app.access_token_ttl_s + 60)
+    await services.signing_keys.reload()
+    assert {k["kid"] for k in (await services.signing_keys.jwks())["keys"]} == {new_kid}
+
+
+async def test_password_hasher_verify_and_rehash() -> None:
+    hasher = PasswordHasher(CpuPool(1))
+    low = Argon2Params(time_cost=1, memory_kib=8192, parallelism=1)
+    high = Argon2Params(time_cost=2, memory_kib=8192, parallelism=1)
+    stored = await hasher.hash(PASSWORD, low)
+    assert (await hasher.verify(stored, PASSWORD, low)).matches
+    assert not (await hasher.verify(stored, PASSWORD, low)).needs_rehash
+    assert not (await hasher.verify(stored, PASSWORD + "x", low)).matches
+    changed = await hasher.verify(stored, PASSWORD, high)
+    assert changed.matches and changed.needs_rehash
+    assert not (await hasher.verify("not a hash", PASSWORD, low)).matches
+    assert not (await hasher.verify_unknown(PASSWORD, low)).matches
