@@ -20,6 +20,7 @@ from keyhall.server.courier.sms import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tests.conformance.test_official_sdks import official_client
 from tests.http.test_errors import assert_error
 from tests.http.test_signup import email_body
+from tests.ops.test_observability import metric_value
 from tests.support.codes import code_in, outbox_messages, passcode_signup, send_email
 from tests.support.mail import SmtpSink, WebhookSink
 from tests.support.servers import (
@@ -193,13 +194,19 @@ def test_smtp_down_delays_delivery_then_delivers_exactly_once(
             return bool(mine) and mine[0]["attempts"] >= 2 and mine[0]["state"] in ("pending", "sending")
 
         wait_for("two failed attempts", retried)
+        wait_for("a queue depth in /metrics", lambda: _queue_depth(http) >= 1)
     finally:
         smtp.start()
     code = mailed_code(smtp, address)
     wait_for("the sent state", lambda: _states(mail_server).count("pending") == 0)
+    wait_for("an empty queue in /metrics", lambda: _queue_depth(http) == 0)
     time.sleep(1.5)  # room for a wrong second delivery to show up before we count
     assert len(smtp.to(address)) == 1
     assert passcode_signup(http, code, email=address)["statusCode"] == 200
+
+
+def _queue_depth(http: httpx.Client) -> float:
+    return metric_value(http.get("/metrics").text, "keyhall_courier_queue_depth")
 
 
 def _states(server: RunningServer) -> list[str]:

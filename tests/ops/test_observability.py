@@ -42,7 +42,9 @@ def test_healthz_and_readyz_answer_envelopes(client: httpx.Client) -> None:
     assert ready.json()["data"] == {"status": "ready"} and ready.json()["requestId"]
 
 
-def test_metrics_count_signups_requests_and_hash_time(client: httpx.Client, unique: str) -> None:
+def test_metrics_count_signups_signin_failures_requests_and_hash_time(
+    client: httpx.Client, unique: str
+) -> None:
     before = client.get("/metrics").text
     body = {
         "connection": "PASSWORD",
@@ -67,6 +69,20 @@ def test_metrics_count_signups_requests_and_hash_time(client: httpx.Client, uniq
     )
     assert metric_value(text, "keyhall_requests_total", route="/api/v3/signup", status="200") >= 2
     assert "keyhall_courier_queue_depth" in text
+
+    refused = {
+        "connection": "PASSWORD",
+        "passwordPayload": {"email": f"m.{unique}@example.com", "password": "not-the-password"},
+    }
+    for _ in range(2):
+        answer = client.post("/api/v3/signin", json=refused).json()
+        assert (answer["statusCode"], answer["apiCode"]) == (403, 2333), answer
+    failures = client.get("/metrics").text
+    assert (
+        metric_value(failures, "keyhall_signin_failures_total", reason="signin_refused")
+        - metric_value(text, "keyhall_signin_failures_total", reason="signin_refused")
+        == 2
+    )
     # Route templates only: never a raw path, so an unknown URL does not make a new series.
     client.get(f"/no/such/{unique}")
     assert unique not in client.get("/metrics").text

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,13 +32,14 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from keyhall.server.clock import Clock, system_clock
 from keyhall.server.courier.message import DeliveryError, Kind, Message, PermanentDeliveryError, Transport
 from keyhall.server.crypto.kek import KeyEncryptionKey
 from keyhall.server.identity.ids import new_id
+from keyhall.server.metrics import set_courier_queue_depth
 from keyhall.server.store.db import is_sqlite, read_transaction, write_transaction
 from keyhall.server.store.tables import OutboxMessage
 
@@ -45,6 +48,8 @@ log = structlog.get_logger("keyhall.courier")
 outbox = cast(Table, OutboxMessage.__table__)
 
 BATCH = 20
+# How often a worker counts the waiting messages for the keyhall_courier_queue_depth gauge.
+_DEPTH_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -128,11 +133,21 @@ class Outbox:
                 pass
             self._task = None
 
+    async def queue_depth(self) -> int:
+        """How many messages wait for delivery (pending or being sent), in every process's queue."""
+        waiting = select(func.count()).select_from(outbox).where(outbox.c.state.in_(("pending", "sending")))
+        async with read_transaction(self._engine) as conn:
+            return int((await conn.execute(waiting)).scalar_one())
+
     async def _run(self) -> None:
+        counted_at = -math.inf
         while not self._stopping:
             self._wake.clear()
             try:
                 handled = await self.deliver_due()
+                if time.monotonic() - counted_at >= _DEPTH_EVERY_S:
+                    set_courier_queue_depth(await self.queue_depth())
+                    counted_at = time.monotonic()
             except Exception as exc:  # the database may be away for a while: keep the worker alive
                 log.warning("outbox_worker_error", exc_type=type(exc).__name__)
                 handled = 0

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.responses import JSONResponse
 
-from keyhall.server.errors import InvalidArgument
-from keyhall.server.flows.signin import PassCodeSignIn, PasswordSignIn
+from keyhall.server.errors import DomainError, InvalidArgument
+from keyhall.server.flows.signin import PassCodeSignIn, PasswordSignIn, SignedIn, SignIn
 from keyhall.server.http.context import client_ip, parse_body, proves_secret, resolve_app, services
 from keyhall.server.http.dto import PASSWORD_WIRE_MAX, Short
 from keyhall.server.http.envelope import ok, request_info
+from keyhall.server.identity.app import App
+from keyhall.server.metrics import record_signin_failure
 from keyhall.server.tokens.claims import normalise_scope
 
 router = APIRouter()
@@ -98,14 +100,26 @@ async def signin(request: Request) -> JSONResponse:
     options = dto.options or SignInOptionsDto()
     ip = client_ip(request, trusted_caller=trusted, claimed=options.clientIp)
     scope = normalise_scope(options.scope)
-    flows = services(request).signin
+    try:
+        signed = await _sign_in(services(request).signin, app, dto, options, scope, ip)
+    except DomainError as refused:
+        record_signin_failure(refused.message_id)  # a fixed word from the catalogue, never user input
+        raise
+    info = request_info(request)
+    info.user_id = signed.user.id
+    return ok(info, signed.tokens.as_dict())
+
+
+async def _sign_in(
+    flows: SignIn, app: App, dto: SignInDto, options: SignInOptionsDto, scope: str, ip: str | None
+) -> SignedIn:
     if dto.connection == "PASSCODE":
         code = dto.passCodePayload
         if code is None:
             raise InvalidArgument(
                 field="passCodePayload", reason="it is required when connection is PASSCODE"
             )
-        signed = await flows.sign_in_by_passcode(
+        return await flows.sign_in_by_passcode(
             app,
             PassCodeSignIn(
                 pass_code=(code.passCode or "").strip(),
@@ -122,7 +136,7 @@ async def signin(request: Request) -> JSONResponse:
             raise InvalidArgument(
                 field="passwordPayload", reason="it is required when connection is PASSWORD"
             )
-        signed = await flows.sign_in_by_password(
+        return await flows.sign_in_by_password(
             app,
             PasswordSignIn(
                 password=payload.password or "",
@@ -136,6 +150,3 @@ async def signin(request: Request) -> JSONResponse:
                 client_ip=ip,
             ),
         )
-    info = request_info(request)
-    info.user_id = signed.user.id
-    return ok(info, signed.tokens.as_dict())
