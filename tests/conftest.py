@@ -65,8 +65,9 @@ def unique() -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After every server of the session has stopped: no log line of any of them holds a secret.
 
-    tests/ops/test_log_hygiene.py signs users up and in with LOG_MARKER_PASSWORD; other tests put their
-    own passwords through the same code. A hit fails the run (exit status 1) and names the file and line.
+    tests/ops/test_observability.py signs users up and in with LOG_MARKER_PASSWORD; other tests put their
+    own passwords, tokens and app secrets through the same code. A hit fails the run (exit status 1) and
+    names the file and line.
     """
     leaks = []
     for path in SERVER_LOGS:
@@ -77,7 +78,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 leaks.append(f"{path}:{number}")
     if leaks:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        text = "secret found in server logs (password marker or argon2 hash): " + ", ".join(leaks[:20])
+        text = "secret in server logs (password, hash, token, key, app secret): " + ", ".join(leaks[:20])
         if reporter is not None:
             reporter.ensure_newline()
             reporter.write_line(text, red=True)

@@ -28,11 +28,13 @@ TEST_KEY_ENV = {
 }
 POSTGRES_URL = os.environ.get("KEYHALL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Every log file a test server wrote during this session; tests/conftest.py scans them all at the end for
-# LOG_MARKER_PASSWORD and argon2 hashes (see tests/ops/test_log_hygiene.py). A test that starts a server
-# without start_server adds its log file here with register_log.
+# SECRET_PATTERNS (see tests/ops/test_observability.py, which signs up and in with LOG_MARKER_PASSWORD). A
+# test that starts a server without start_server adds its log file here with register_log.
 SERVER_LOGS: list[Path] = []
 LOG_MARKER_PASSWORD = "Marker-pw-9d41c7e2-never-logged"
-SECRET_PATTERNS = (LOG_MARKER_PASSWORD, "$argon2id$")
+# The marker password, an argon2 hash, a JWT (every token keyhall signs starts with this header), a PEM
+# private key; start_server adds each server's app secret.
+SECRET_PATTERNS: list[str] = [LOG_MARKER_PASSWORD, "$argon2id$", "eyJhbGciOi", "PRIVATE KEY-----"]
 
 
 def register_log(path: Path) -> Path:
@@ -154,6 +156,8 @@ def start_server(
     """
     init = keyhall("init", "--database-url", database_url, "--json")
     record = json.loads(init.stdout.strip().splitlines()[-1])
+    if record["app_secret"]:
+        SECRET_PATTERNS.append(record["app_secret"])
     port = free_port()
     register_log(log_path)
     with log_path.open("wb") as log:  # the child keeps its own descriptor
