@@ -202,6 +202,13 @@ class ServerBusy(ServiceUnavailable):
     message_id = "server_busy"
 
 
+class RateLimitStoreUnavailable(ServiceUnavailable):
+    """KEYHALL_REDIS_URL is set and Redis cannot be reached: requests that need a counter are refused
+    (fail closed) rather than let through uncounted; ``retry_after`` seconds is a fair wait."""
+
+    message_id = "rate_limit_store_unavailable"
+
+
 class NotReady(ServiceUnavailable):
     """GET /readyz: the database cannot be reached, so this process should get no traffic."""
 

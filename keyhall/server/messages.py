@@ -142,6 +142,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "retry in {retry_after} seconds",
         "zh-CN": "服务器繁忙：等待处理的密码运算过多，请 {retry_after} 秒后重试",
     },
+    "rate_limit_store_unavailable": {
+        "en-US": "The service is temporarily unavailable: the rate-limit store (Redis) is unreachable; "
+        "retry in {retry_after} seconds",
+        "zh-CN": "服务暂时不可用：无法连接限流计数存储（Redis），请 {retry_after} 秒后重试",
+    },
     "not_ready": {
         "en-US": "Not ready: {reason}",
         "zh-CN": "服务未就绪：{reason}",

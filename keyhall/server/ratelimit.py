@@ -3,7 +3,7 @@
 A counter is a fixed window that starts at its first hit: ``hit`` adds one and says whether the count is
 still within ``limit``; the window ends ``window_s`` seconds after it began, and the next hit starts a new
 one. The counters live where every process sees them: in the database (this module, the default) or in
-Redis when ``KEYHALL_REDIS_URL`` is set.
+Redis when ``KEYHALL_REDIS_URL`` is set (``keyhall.server.ratelimit_redis``, same semantics).
 
 The database backend is one upsert per hit (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, on both
 SQLite and PostgreSQL), so concurrent hits from several processes count exactly. Keys are stored as their
@@ -27,7 +27,7 @@ from keyhall.server.clock import Clock, system_clock
 from keyhall.server.store.db import read_transaction, write_transaction
 from keyhall.server.store.tables import RateLimitCounter
 
-__all__ = ["DatabaseRateLimiter", "Decision", "RateLimiter"]
+__all__ = ["DatabaseRateLimiter", "Decision", "RateLimiter", "digest"]
 
 counters = cast(Table, RateLimitCounter.__table__)
 
@@ -53,7 +53,8 @@ class RateLimiter(Protocol):
         """Forget the counter (e.g. failures after a successful sign-in)."""
 
 
-def _digest(key: str) -> str:
+def digest(key: str) -> str:
+    """What a counter is stored under, in either backend: no email address or IP in clear."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -78,7 +79,7 @@ class DatabaseRateLimiter:
         insert: Any = (postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert)(
             counters
         )
-        insert = insert.values(key=_digest(key), count=1, window_ends_at=now + timedelta(seconds=window_s))
+        insert = insert.values(key=digest(key), count=1, window_ends_at=now + timedelta(seconds=window_s))
         expired = counters.c.window_ends_at <= now
         statement = insert.on_conflict_do_update(
             index_elements=[counters.c.key],
@@ -103,7 +104,7 @@ class DatabaseRateLimiter:
         async with read_transaction(self._engine) as conn:
             row = (
                 await conn.execute(
-                    select(counters.c.count, counters.c.window_ends_at).where(counters.c.key == _digest(key))
+                    select(counters.c.count, counters.c.window_ends_at).where(counters.c.key == digest(key))
                 )
             ).first()
         if row is None or _aware(row[1]) <= now:
@@ -114,4 +115,4 @@ class DatabaseRateLimiter:
 
     async def clear(self, key: str) -> None:
         async with write_transaction(self._engine) as conn:
-            await conn.execute(delete(counters).where(counters.c.key == _digest(key)))
+            await conn.execute(delete(counters).where(counters.c.key == digest(key)))

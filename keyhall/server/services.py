@@ -22,6 +22,7 @@ from keyhall.server.flows.transport_keys import TransportKeyStore
 from keyhall.server.identity.app import App
 from keyhall.server.identity.password_policy import common_passwords
 from keyhall.server.ratelimit import DatabaseRateLimiter, RateLimiter
+from keyhall.server.ratelimit_redis import RedisRateLimiter
 from keyhall.server.settings import Settings
 from keyhall.server.store import repository
 from keyhall.server.store.db import create_engine, read_transaction
@@ -70,7 +71,13 @@ class Services:
         transport = PasswordTransport(key_store.load, cpu, clock, settings.transport_key_refresh_s)
         await transport.start()  # a wrong secret key fails here, at start-up
         common_passwords()  # load the list now rather than in the first sign-up
-        limiter = DatabaseRateLimiter(engine, clock)
+        limiter: RateLimiter
+        if settings.redis_url:  # shared counters in Redis, failing closed when it is away
+            limiter = RedisRateLimiter(
+                settings.redis_url, key_prefix=settings.redis_key_prefix, timeout_s=settings.redis_timeout_s
+            )
+        else:
+            limiter = DatabaseRateLimiter(engine, clock)
         outbox = Outbox(
             engine,
             kek,
@@ -111,4 +118,6 @@ class Services:
 
     async def stop(self) -> None:
         await self.outbox.stop()
+        if isinstance(self.limiter, RedisRateLimiter):
+            await self.limiter.close()
         await self.engine.dispose()

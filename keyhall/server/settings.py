@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db: rate-limit counters in Redis instead of the database"
     )
+    redis_key_prefix: str = Field(
+        default="keyhall:ratelimit",
+        min_length=1,
+        description="Prefix of every counter key in Redis (the rest is the SHA-256 of the counter's name)",
+    )
+    redis_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="Connect and per-command timeout for Redis; when it is unreachable, requests that "
+        "need a counter get a 503 envelope after about twice this",
+    )
     log_level: str = "info"
     log_json: bool = Field(default=True, description="JSON log lines (false: human-readable console)")
     # The courier (keyhall.server.courier): without SMTP / SMS settings, messages go to the dev outbox.

@@ -2,7 +2,8 @@
 
 - ``GET /healthz``: the process is alive and its event loop answers. It touches no database, so a
   database outage does not get every process restarted by its supervisor.
-- ``GET /readyz``: the database answers ``SELECT 1`` within ``READY_TIMEOUT_S``. A load balancer sends
+- ``GET /readyz``: the database answers ``SELECT 1`` within ``READY_TIMEOUT_S`` (and Redis answers PING
+  when ``KEYHALL_REDIS_URL`` is set: without it, counters fail closed). A load balancer sends
   traffic only to ready processes. Not ready is a 503 envelope with HTTP status 503 too (unlike /api/v3,
   where the HTTP status is always 200), because probes read the status line.
 - ``GET /metrics``: Prometheus text exposition (see ``keyhall.server.metrics``); off when
@@ -24,6 +25,7 @@ from keyhall.server.http.context import services
 from keyhall.server.http.dto import Envelope, ProbeStatus
 from keyhall.server.http.envelope import error, ok, request_info
 from keyhall.server.metrics import render
+from keyhall.server.ratelimit_redis import RedisRateLimiter
 
 router = APIRouter(tags=["operations"])
 log = structlog.get_logger("keyhall.http")
@@ -55,6 +57,9 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:  # any failure to reach it means: send no traffic here
         log.warning("not_ready", request_id=info.request_id, exc_type=type(exc).__name__)
         return _not_ready(request, "the database cannot be reached")
+    limiter = services(request).limiter
+    if isinstance(limiter, RedisRateLimiter) and not await limiter.ping():
+        return _not_ready(request, "the rate-limit store (Redis) cannot be reached")
     return ok(info, {"status": "ready"})
 
 
