@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import jwt
 
-from keyhall.sdk._request import AppSettings, JSONDict, _basic_auth
+from keyhall.sdk._request import AppSettings, JSONDict, _basic_auth, check_encrypt_type, encrypt
 
 SIGN_IN_PATH: Final = "/api/v3/signin"
 GET_PROFILE_PATH: Final = "/api/v3/get-profile"
@@ -28,13 +28,43 @@ def sign_in_body(
     pass_code_payload: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> JSONDict:
-    """The JSON body of ``POST /api/v3/signin``; the app's credentials go in the Basic header."""
+    """The JSON body of ``POST /api/v3/signin``; the app's credentials go in the Basic header.
+
+    ``client_id`` goes in the body only with a secret: a ``client_id`` without ``client_secret`` is
+    refused as wrong credentials, so a client without the app secret (a public client) sends neither.
+    """
     return {
         "connection": connection,
         "passwordPayload": dict(password_payload) if password_payload is not None else None,
         "passCodePayload": dict(pass_code_payload) if pass_code_payload is not None else None,
         "options": dict(options) if options is not None else None,
-        "client_id": settings.app_id,
+        "client_id": settings.app_id if settings.app_secret else None,
+    }
+
+
+def update_password_encryption(given: str | None, client_encrypt_type: str | None) -> str | None:
+    """How ``update_password`` must encrypt: the call's ``password_encrypt_type`` ("none": send the
+    passwords as given), else the client's; None for no encryption. ValueError for an unknown type."""
+    if given is None:
+        return client_encrypt_type
+    if given == "none":
+        return None
+    return check_encrypt_type(given)
+
+
+def update_password_body(
+    new_password: str,
+    old_password: str | None,
+    encrypt_type: str | None = None,
+    public_key: str | None = None,
+) -> JSONDict:
+    """The body of ``POST /api/v3/update-password``; with ``encrypt_type`` both passwords encrypted."""
+    if encrypt_type is None or public_key is None:
+        return {"newPassword": new_password, "oldPassword": old_password}
+    return {
+        "newPassword": encrypt(new_password, encrypt_type, public_key),
+        "oldPassword": encrypt(old_password, encrypt_type, public_key) if old_password else None,
+        "passwordEncryptType": encrypt_type,
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -43,6 +43,8 @@ from keyhall.sdk._signin import (
     parse_oauth,
     profile_query,
     sign_in_body,
+    update_password_body,
+    update_password_encryption,
     verify_offline,
 )
 
@@ -196,10 +198,23 @@ class AuthenticationClient(ClientBase):
         """``POST /api/v3/update-profile`` with the given camelCase fields (e.g. ``nickname="x"``)."""
         return self._send("POST", UPDATE_PROFILE_PATH, dict(fields))
 
-    def update_password(self, new_password: str, old_password: str) -> JSONDict:
-        """``POST /api/v3/update-password``: the old password is required; other sessions end."""
-        body: JSONDict = {"newPassword": new_password, "oldPassword": old_password}
-        return self._send("POST", UPDATE_PASSWORD_PATH, body)
+    def update_password(
+        self, new_password: str, old_password: str, password_encrypt_type: str | None = None
+    ) -> JSONDict:
+        """``POST /api/v3/update-password``: the old password is required; other sessions end.
+
+        Both passwords are plaintext; with ``password_encrypt_type`` ("rsa", "sm2"; default the
+        client's, "none" for none) the client encrypts them, as on sign-up and sign-in.
+        """
+        encrypt_type = update_password_encryption(password_encrypt_type, self._settings.password_encrypt_type)
+        if encrypt_type is None:
+            return self._send("POST", UPDATE_PASSWORD_PATH, update_password_body(new_password, old_password))
+        return self._send_encrypted(
+            "POST",
+            UPDATE_PASSWORD_PATH,
+            encrypt_type,
+            lambda key: update_password_body(new_password, old_password, encrypt_type, key),
+        )
 
     def get_new_access_token_by_refresh_token(self, refresh_token: str) -> JSONDict:
         """``POST /oidc/token`` with grant_type=refresh_token: new tokens (the refresh token rotates)."""
@@ -278,12 +293,20 @@ class AuthenticationClient(ClientBase):
         encrypt_type = encryption_for(body, self._settings.password_encrypt_type)
         if encrypt_type is None:
             return self._send(method, path, body)
+        return self._send_encrypted(
+            method, path, encrypt_type, lambda key: with_encrypted_password(body, encrypt_type, key)
+        )
+
+    def _send_encrypted(
+        self, method: str, path: str, encrypt_type: str, body_for: Callable[[str], JSONDict]
+    ) -> JSONDict:
+        """Send ``body_for(public key)``; after a 499/2016 with keys that have since changed, once more."""
         key = self._public_key(encrypt_type)
-        answer = self._send(method, path, with_encrypted_password(body, encrypt_type, key))
+        answer = self._send(method, path, body_for(key))
         if is_decrypt_failure(answer):
             fresh = self._public_key(encrypt_type, stale=key)
             if fresh != key:
-                answer = self._send(method, path, with_encrypted_password(body, encrypt_type, fresh))
+                answer = self._send(method, path, body_for(fresh))
         return answer
 
     def _send(self, method: str, path: str, body: JSONDict | None = None) -> JSONDict:
