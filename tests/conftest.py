@@ -22,11 +22,18 @@ from tests.support.servers import (
     start_server,
 )
 
+# Tests change a pool's settings with SQL (as an operator would) and expect the next request to follow
+# them: the shared servers read the app and its pool on every request. The cache itself is tested in
+# tests/store/test_app_cache.py.
+SHARED_SERVER_ENV = {"KEYHALL_APP_CACHE_TTL_S": "0"}
+
 
 @pytest.fixture(scope="session")
 def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     folder = tmp_path_factory.mktemp("sqlite")
-    server = start_server("sqlite", f"sqlite:///{folder / 'keyhall.db'}", folder / "server.log")
+    server = start_server(
+        "sqlite", f"sqlite:///{folder / 'keyhall.db'}", folder / "server.log", env=SHARED_SERVER_ENV
+    )
     yield server
     server.stop()
 
@@ -35,7 +42,7 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     folder = tmp_path_factory.mktemp("postgres")
     url = create_postgres_database()
-    server = start_server("postgres", url, folder / "server.log")
+    server = start_server("postgres", url, folder / "server.log", env=SHARED_SERVER_ENV)
     yield server
     server.stop()
     drop_postgres_database(url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -33,15 +35,40 @@ log = structlog.get_logger("keyhall.server")
 
 
 class AppDirectory:
-    """Looks applications (and their pool's rules) up by id."""
+    """Looks applications (and their pool's rules) up by id, keeping each one found for ``ttl_s``.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Every /api/v3 request names its app, and the lookup was a transaction of its own on each one (a
+    third of the event loop's work on a get-profile). Another process or host may change an app or its
+    pool (``keyhall app create``, an operator's UPDATE, a rotated app secret): this process sees the
+    change within ``ttl_s`` seconds (``KEYHALL_APP_CACHE_TTL_S``; 0 reads the database every time).
+    Unknown ids are not kept, so made-up ids cannot fill the memory; known ones are few.
+    """
+
+    _MAX_ENTRIES = 4096  # a bound for a deployment with very many apps: past it, start afresh
+
+    def __init__(
+        self, engine: AsyncEngine, ttl_s: float = 0.0, now: Callable[[], float] = time.monotonic
+    ) -> None:
         self._engine = engine
+        self._ttl_s = ttl_s
+        self._now = now
+        self._cache: dict[str, tuple[float, App]] = {}
 
     async def get(self, app_id: str) -> App | None:
+        cached = self._cache.get(app_id)
+        if cached is not None and cached[0] > self._now():
+            return cached[1]
         async with read_transaction(self._engine) as conn:
             row = await repository.get_app(conn, app_id)
-        return None if row is None else App.from_rows(row.app, row.pool)
+        if row is None:
+            self._cache.pop(app_id, None)
+            return None
+        app = App.from_rows(row.app, row.pool)
+        if self._ttl_s > 0:
+            if len(self._cache) >= self._MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[app_id] = (self._now() + self._ttl_s, app)
+        return app
 
 
 @dataclass
@@ -64,7 +91,9 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings, clock: Clock = system_clock) -> Services:
         kek = settings.key_encryption_key()
-        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, timeout_s=settings.db_timeout_s
+        )
         cpu = CpuPool(settings.hash_concurrency, max_waiting=settings.hash_queue_max)
         hasher = PasswordHasher(cpu)
         key_store = TransportKeyStore(engine, kek, clock, cpu)
@@ -105,7 +134,7 @@ class Services:
             kek=kek,
             hasher=hasher,
             transport=transport,
-            apps=AppDirectory(engine),
+            apps=AppDirectory(engine, settings.app_cache_ttl_s),
             limiter=limiter,
             registration=Registration(engine, hasher, transport, clock, codes=codes),
             outbox=outbox,

@@ -52,6 +52,25 @@ class Settings(BaseSettings):
         "gets a 503 envelope with Retry-After instead of joining an ever-longer queue",
     )
     db_pool_size: int = 10
+    db_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="PostgreSQL: connecting, waiting for a pooled connection and each statement of the "
+        "server may take this long; then the request gets a 503 envelope (the database is unreachable)",
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request not answered this long after it arrived gets a 503 envelope "
+        "(request_timeout) and its work is cancelled",
+    )
+    app_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a process keeps an application and its pool's rules in memory; changes "
+        "made by another process (a pool's settings, an app secret) apply within this many seconds "
+        "(0: read the database on every request)",
+    )
     timeout_keep_alive_s: float = Field(
         default=5.0, gt=0, description="An idle keep-alive connection is closed after this many seconds"
     )
