@@ -178,11 +178,14 @@ def test_junk_ciphertexts_are_499_2016_and_store_nothing(
 ) -> None:
     junk = _junk(server, _other_pool(server, other_pool_app))
     before = server.user_count()
+    answers = set()
     for n, (name, encrypt_type, value) in enumerate(junk):
         answer = sign_up(client, f"junk.{n}.{unique}@example.com", value, encrypt_type)
         assert (answer["statusCode"], answer.get("apiCode")) == (499, 2016), (name, answer)
         assert answer["requestId"]
+        answers.add((answer["statusCode"], answer["apiCode"], answer["message"]))
     assert server.user_count() == before
+    assert len(answers) == 1, f"every kind of failure must get the same answer: {answers}"
 
 
 def test_ciphertext_over_the_field_limit_is_400_naming_it(
@@ -216,3 +219,66 @@ def test_another_pool_gets_its_own_keys(server: RunningServer, other_pool_app: d
     )
     assert sorted(row[0] for row in rows) == ["rsa", "sm2"]
     assert all(row[1].startswith("kh1.") and "PRIVATE KEY" not in row[1] for row in rows)
+
+
+# --- the later endpoints that take a password: sign-in and update-password -------------------------
+
+
+def sign_in(client: httpx.Client, email: str, password: str, encrypt_type: str | None = None) -> Any:
+    body: dict[str, Any] = {
+        "connection": "PASSWORD",
+        "passwordPayload": {"email": email, "password": password},
+    }
+    if encrypt_type is not None:
+        body["options"] = {"passwordEncryptType": encrypt_type}
+    return client.post("/api/v3/signin", json=body).json()
+
+
+def update_password(client: httpx.Client, access: str, new: str, old: str, encrypt_type: str) -> Any:
+    body = {"newPassword": new, "oldPassword": old, "passwordEncryptType": encrypt_type}
+    return client.post("/api/v3/update-password", json=body, headers={"authorization": access}).json()
+
+
+@pytest.mark.parametrize("layout", ["rsa", "sm2", "sm2_c1c2c3"])
+def test_js_sdk_ciphertexts_sign_in_and_change_the_password(
+    server: RunningServer, client: httpx.Client, unique: str, layout: str
+) -> None:
+    old, new = PASSWORDS[0], PASSWORDS[1]
+    email = f"js.signin.{layout}.{unique}@example.com"
+    assert sign_up(client, email, old, "none")["statusCode"] == 200
+    made = js_ciphertexts(system_info(server, server.app_id), [old, new, old])
+    kind = layout[:3]
+    answer = sign_in(client, email, made[0][layout], kind)
+    assert answer["statusCode"] == 200, answer
+    changed = update_password(client, answer["data"]["access_token"], made[1][layout], made[2][layout], kind)
+    assert changed["statusCode"] == 200, changed
+    # The stored hash is of the decrypted new password, not of its ciphertext.
+    assert PasswordHasher().verify(stored_hash(server, email), new)
+    assert sign_in(client, email, old)["apiCode"] == 2333
+
+
+def test_junk_ciphertexts_on_sign_in_and_update_password_are_499_2016(
+    server: RunningServer, client: httpx.Client, unique: str, other_pool_app: dict[str, str]
+) -> None:
+    junk = _junk(server, _other_pool(server, other_pool_app))
+    email = f"js.junk.signin.{unique}@example.com"
+    assert sign_up(client, email, PASSWORDS[0], "none")["statusCode"] == 200
+    answers = set()
+    for name, encrypt_type, value in junk:
+        answer = sign_in(client, email, value, encrypt_type)
+        assert (answer["statusCode"], answer.get("apiCode")) == (499, 2016), (name, answer)
+        assert "data" not in answer
+        answers.add((answer["statusCode"], answer["apiCode"], answer["message"]))
+    assert len(answers) == 1, answers
+
+    other = f"js.junk.update.{unique}@example.com"
+    assert sign_up(client, other, PASSWORDS[0], "none")["statusCode"] == 200
+    access = sign_in(client, other, PASSWORDS[0])["data"]["access_token"]
+    (good,) = js_ciphertexts(system_info(server, server.app_id), [PASSWORDS[2]])
+    hash_before = stored_hash(server, other)
+    for name, encrypt_type, value in (junk[0], junk[3], junk[11], junk[15]):
+        # junk as the new password, then junk as the old one next to a good new one
+        for new, old in ((value, value), (good[encrypt_type], value)):
+            answer = update_password(client, access, new, old, encrypt_type)
+            assert (answer["statusCode"], answer.get("apiCode")) == (499, 2016), (name, answer)
+    assert stored_hash(server, other) == hash_before, "a refused change stored nothing"
