@@ -82,3 +82,32 @@ def test_serve_keeps_the_secret_out_of_non_terminal_output(tmp_path: Path) -> No
     assert "Created the default user pool and application." in text
     assert "app secret: not shown" in text
     assert re.search(r"\b[0-9a-f]{64}\b", text) is None, "no 64-hex secret in the output"
+
+
+def test_init_without_a_secret_creates_the_key_file_with_mode_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHALL_")}
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+
+    def init() -> None:
+        subprocess.run(
+            [sys.executable, "-m", "keyhall", "init", "--database-url", url, "--json"],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+
+    init()
+    key_file = tmp_path / "keyhall.key"  # beside the SQLite file
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    secret = key_file.read_bytes()
+    rows = run_sql(url, "SELECT kind, private_key_sealed FROM transport_keys")
+    assert sorted(kind for kind, _ in rows) == ["rsa", "sm2"]  # the default pool's keys, made by init
+    assert all(sealed.startswith("kh1.") and "PRIVATE KEY" not in sealed for _, sealed in rows)
+    init()
+    assert key_file.read_bytes() == secret, "a second init keeps the key file"
