@@ -307,3 +307,49 @@ def test_no_code_reaches_the_server_log(client: httpx.Client, server: RunningSer
     assert code in codes
     for each in codes:
         assert not re.search(rf"(?<![\w.]){each}(?!\w)", log), "a code is in the server log"
+
+
+# PROTOCOL.md B§5, exactly 11 each: written out here, not imported, so that the server is held to the spec.
+SPEC_EMAIL_CHANNELS = (
+    "CHANNEL_LOGIN CHANNEL_REGISTER CHANNEL_RESET_PASSWORD CHANNEL_VERIFY_EMAIL_LINK CHANNEL_UPDATE_EMAIL "
+    "CHANNEL_BIND_EMAIL CHANNEL_UNBIND_EMAIL CHANNEL_VERIFY_MFA CHANNEL_UNLOCK_ACCOUNT "
+    "CHANNEL_COMPLETE_EMAIL CHANNEL_DELETE_ACCOUNT"
+).split()
+SPEC_SMS_CHANNELS = (
+    "CHANNEL_LOGIN CHANNEL_REGISTER CHANNEL_RESET_PASSWORD CHANNEL_BIND_PHONE CHANNEL_UNBIND_PHONE "
+    "CHANNEL_BIND_MFA CHANNEL_VERIFY_MFA CHANNEL_UNBIND_MFA CHANNEL_COMPLETE_PHONE "
+    "CHANNEL_IDENTITY_VERIFICATION CHANNEL_DELETE_ACCOUNT"
+).split()
+
+
+def test_every_channel_of_the_protocol_is_served_and_no_other(
+    client: httpx.Client, server: RunningServer, unique: str
+) -> None:
+    email, phone = f"channels.{unique}@example.com", _phone()
+    for channel in SPEC_EMAIL_CHANNELS:
+        assert send_email(client, server, email, channel=channel)["statusCode"] == 200, channel
+    for channel in SPEC_SMS_CHANNELS:
+        assert send_sms(client, server, phone, channel=channel)["statusCode"] == 200, channel
+    for channel in [*sorted(set(SPEC_SMS_CHANNELS) - set(SPEC_EMAIL_CHANNELS)), "CHANNEL_SIGNUP"]:
+        assert_error(send_email(client, server, email, channel=channel), 400, None, "channel")
+    for channel in [*sorted(set(SPEC_EMAIL_CHANNELS) - set(SPEC_SMS_CHANNELS)), "CHANNEL_SIGNUP"]:
+        assert_error(send_sms(client, server, phone, channel=channel), 400, None, "channel")
+    refused = send_email(client, server, email, channel="CHANNEL_NOPE")
+    listed = re.findall(r"CHANNEL_[A-Z_]+", refused["message"])
+    assert sorted(set(listed) - {"CHANNEL_NOPE"}) == sorted(SPEC_EMAIL_CHANNELS), refused["message"]
+    mine = [m for m in outbox_messages(server) if m.get("to") in (email, f"+86{phone}")]
+    assert len(mine) == len(SPEC_EMAIL_CHANNELS) + len(SPEC_SMS_CHANNELS)
+
+
+def test_phone_code_for_one_number_is_not_valid_for_another(
+    client: httpx.Client, server: RunningServer, unique: str
+) -> None:
+    first, second = _phone(), _phone()
+    send_sms(client, server, first, country_code="+86")
+    send_sms(client, server, second, country_code="+86")
+    first_code = last_code_to(server, f"+86{first}")
+    if first_code == last_code_to(server, f"+86{second}"):
+        return  # one chance in a million: both numbers got the same code
+    answer = passcode_signup(client, first_code, phone=second, phoneCountryCode="+86")
+    assert_error(answer, 400, 2001)
+    assert passcode_signup(client, first_code, phone=first, phoneCountryCode="+86")["statusCode"] == 200
