@@ -233,9 +233,9 @@ class Registration:
                 field=EMAIL_FIELD,
             )
             uses.append(_CodeUse(channel, email.normalised, request.email_pass_code, EMAIL_FIELD))
-        elif email is not None and self._codes is not None:
-            if (await self._codes.policy(app.pool_id)).require_verified_email:
-                raise EmailVerificationRequired(field=EMAIL_FIELD)
+        elif email is not None and self._codes is not None and app.require_verified_email:
+            # The pool's setting comes with the app (read with it, kept with it): no query of its own.
+            raise EmailVerificationRequired(field=EMAIL_FIELD)
         if phone is not None and request.phone_pass_code:
             channel = await self._require_codes().check(
                 app.pool_id,

@@ -37,6 +37,8 @@ class App:
     id_token_ttl_s: int = 7200
     refresh_token_ttl_s: int = 30 * 24 * 3600
     lockout: SignInLockout = field(default_factory=lambda: SignInLockout())
+    # A password sign-up with an email must prove it with a code (pool setting require_verified_email).
+    require_verified_email: bool = False
 
     @classmethod
     def from_rows(cls, app: Any, pool: Any) -> App:
@@ -66,6 +68,7 @@ class App:
                 lock_s=pool.signin_lock_s,
                 max_failures_per_ip=pool.signin_max_failures_per_ip,
             ),
+            require_verified_email=pool.require_verified_email,
         )
 
     def secret_matches(self, secret: str) -> bool:
