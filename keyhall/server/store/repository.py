@@ -53,9 +53,11 @@ async def insert_app(conn: AsyncConnection, values: dict[str, Any]) -> None:
 
 
 async def insert_user(conn: AsyncConnection, values: dict[str, Any]) -> Any:
-    """Insert a user and return the stored row. Raises IntegrityError on a duplicate identifier."""
-    await conn.execute(users.insert().values(**values))
-    return await _one(conn, select(users).where(users.c.id == values["id"]))
+    """Insert a user and return the stored row. Raises IntegrityError on a duplicate identifier.
+
+    One statement (INSERT ... RETURNING; SQLite has it since 3.35), not an insert and a SELECT.
+    """
+    return (await conn.execute(users.insert().values(**values).returning(*users.c))).one()
 
 
 async def find_taken(
