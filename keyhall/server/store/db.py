@@ -4,6 +4,12 @@ Users write plain URLs (``sqlite:///./keyhall.db``, ``postgresql://user@host/db`
 the async driver (aiosqlite, asyncpg) and sets SQLite up for many writers: WAL, a 30 s busy timeout and
 ``BEGIN IMMEDIATE`` for write transactions, so a writer waits for the lock instead of failing with
 "database is locked" when it upgrades from a read.
+
+On PostgreSQL the engine is built to survive the database going away and coming back (a restart, a
+failover) without a restart of Keyhall: connecting is bounded (asyncpg's own default is 60 s), the
+server's engine bounds every statement and the wait for a pooled connection (``timeout_s``), every
+checkout pings its connection first so that connections from before a restart are replaced rather than
+handed out, and a lost connection raises an error the server answers with 503 (see ``_on_error``).
 """
 
 from __future__ import annotations
@@ -16,11 +22,19 @@ from typing import Any
 
 import asyncpg.exceptions as asyncpg_errors
 from sqlalchemy import event, exc
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_S = 30
 _WRITE = "keyhall_write"
+# Connecting to PostgreSQL when no ``timeout_s`` is given (the CLI): long enough for a database across a
+# slow network, far below asyncpg's default of 60 s.
+CONNECT_TIMEOUT_S = 10.0
+# Waiting for a free pooled connection, likewise (SQLAlchemy's default is 30 s).
+POOL_TIMEOUT_S = 10.0
+# Connections older than this are closed and replaced at their next checkout, so that none outlives an
+# idle cut by a firewall or proxy in between for long (the ping at checkout catches the rest).
+POOL_RECYCLE_S = 1800
 
 
 # Failures that mean "the database is not there right now" (answered 503), not a bug (500): lost or
@@ -59,7 +73,14 @@ def async_url(url: str) -> URL:
     )
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, timeout_s: float | None = None) -> AsyncEngine:
+    """An engine for ``url``.
+
+    ``timeout_s`` (the server's ``KEYHALL_DB_TIMEOUT_S``) bounds, on PostgreSQL, connecting, waiting for a
+    pooled connection and every statement, so that a database that stopped answering (a network
+    partition, a frozen host: no connection refused, no reset) fails a request with 503 within it rather
+    than hanging it. Without it (the CLI: migrations, bulk loads) statements may run as long as they need.
+    """
     target = async_url(url)
     # hide_parameters: an error's text must not carry bound values (a password hash, an email) to the log.
     if target.get_backend_name() == "sqlite":
@@ -68,8 +89,40 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
-        target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+    connect_args: dict[str, Any] = {"timeout": timeout_s or CONNECT_TIMEOUT_S}
+    if timeout_s is not None:
+        connect_args["command_timeout"] = timeout_s  # asyncpg: the default timeout of every statement
+    engine = create_async_engine(
+        target,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=timeout_s or POOL_TIMEOUT_S,
+        pool_recycle=POOL_RECYCLE_S,
+        pool_pre_ping=True,  # a connection from before a database restart is replaced, never used
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
+    event.listen(engine.sync_engine, "handle_error", _on_error)
+    return engine
+
+
+class DatabaseConnectionLost(exc.OperationalError):
+    """A connection broke in the middle of a statement (the database restarted or went away)."""
+
+
+def _on_error(context: ExceptionContext) -> BaseException | None:
+    """Make a lost connection an OperationalError (answered 503), whatever type the driver gave it.
+
+    asyncpg's ConnectionDoesNotExistError ("connection was closed in the middle of operation") reaches
+    SQLAlchemy as a bare DBAPIError, the type of programming errors too, so the type alone cannot tell the
+    server "the database went away" (503) from a bug (500); SQLAlchemy's disconnect detection can. The
+    pool is invalidated as usual (``is_disconnect`` stays set): other connections of before are replaced.
+    """
+    error = context.sqlalchemy_exception
+    if context.is_pre_ping or not context.is_disconnect or isinstance(error, DATABASE_UNAVAILABLE):
+        return None  # a failed ping just gets a fresh connection; the rest already answer 503
+    return DatabaseConnectionLost(
+        context.statement, None, context.original_exception, hide_parameters=True, connection_invalidated=True
     )
 
 
