@@ -136,3 +136,24 @@ def test_official_sdk_signs_in_with_an_email_login_code(
     assert official.introspect_token_offline(answer["data"]["access_token"])["sub"] == user_id
     again = official.sign_in_by_email_passcode(email, code)
     assert again["statusCode"] == 400 and again["apiCode"] == 2300, again
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_official_sdk_signs_in_by_phone_and_changes_the_password(
+    server: RunningServer, sdk: str, unique: str
+) -> None:
+    client = official_client(sdk, server)
+    phone = f"135{int(unique[:8], 16) % 10**8:08d}"
+    email = f"phone.{sdk}.{unique}@example.com"
+    signed_up = client.sign_up_by_email_password(email, STRONG, profile={"phone": phone})
+    assert signed_up["statusCode"] == 200, signed_up
+    answer = client.sign_in_by_phone_password(phone, STRONG)
+    assert answer["statusCode"] == 200, answer
+    assert (
+        client.introspect_token_offline(answer["data"]["access_token"])["sub"] == signed_up["data"]["userId"]
+    )
+    client.set_access_token(answer["data"]["access_token"])
+    new = "Green-Meadow-4-Compass"
+    assert client.update_password(new, STRONG)["statusCode"] == 200
+    assert client.sign_in_by_phone_password(phone, STRONG)["apiCode"] == 2333
+    assert client.sign_in_by_account_password(phone, new)["statusCode"] == 200

@@ -212,3 +212,77 @@ def test_sign_in_by_email_code_uses_up_a_login_code(
     assert profile.json()["data"]["userId"] == user_id
     again = client.post("/api/v3/signin", json=body).json()
     assert (again["statusCode"], again["apiCode"]) == (400, 2300)
+
+
+def test_sign_in_by_phone_and_by_account_as_a_phone(
+    server: RunningServer, client: httpx.Client, unique: str
+) -> None:
+    phone = f"136{int(unique[:8], 16) % 10**8:08d}"
+    body = {
+        "connection": "PASSWORD",
+        "passwordPayload": {"email": f"phone.{unique}@example.com", "password": STRONG},
+        "profile": {"phone": phone, "phoneCountryCode": "+86"},
+    }
+    created = client.post("/api/v3/signup", json=body).json()
+    assert created["statusCode"] == 200, created
+    user_id = created["data"]["userId"]
+    for payload in (
+        {"phone": phone, "phoneCountryCode": "+86"},
+        {"phone": phone},  # the default country, as GenAuth's SDKs send it
+        {"phone": f"+86{phone}"},
+        {"account": phone},
+    ):
+        answer = client.post(
+            "/api/v3/signin",
+            json={"connection": "PASSWORD", "passwordPayload": {**payload, "password": STRONG}},
+        ).json()
+        assert answer["statusCode"] == 200, (payload, answer)
+        profile = client.get("/api/v3/get-profile", headers={"authorization": answer["data"]["access_token"]})
+        assert profile.json()["data"]["userId"] == user_id
+    wrong = client.post(
+        "/api/v3/signin",
+        json={"connection": "PASSWORD", "passwordPayload": {"phone": phone, "password": STRONG + "x"}},
+    ).json()
+    assert (wrong["statusCode"], wrong["apiCode"]) == (403, 2333)
+
+
+def test_users_not_activated_cannot_sign_in(server: RunningServer, client: httpx.Client, unique: str) -> None:
+    for status in ("Suspended", "Deactivated", "Resigned", "Archived"):
+        email = f"{status.lower()}.status.{unique}@example.com"
+        user_id = sign_up(client, email)
+        server.sql("UPDATE users SET status = :s WHERE id = :id", s=status, id=user_id)
+        refused = sign_in(client, email)
+        assert refused["statusCode"] == 403 and status in refused["message"], refused
+        assert "data" not in refused
+        assert sign_in(client, email, "wrong-password-3")["apiCode"] == 2333
+
+
+def test_sign_in_records_the_login_and_answers_every_token_field(
+    server: RunningServer, client: httpx.Client, unique: str
+) -> None:
+    email = f"record.{unique}@example.com"
+    sign_up(client, email)
+    answer = client.post(
+        "/api/v3/signin",
+        json={
+            "connection": "PASSWORD",
+            "passwordPayload": {"email": email, "password": STRONG},
+            "options": {"scope": "openid profile offline_access", "clientIp": "203.0.113.7"},
+            "client_id": server.app_id,
+            "client_secret": server.app_secret,
+        },
+    ).json()
+    tokens = answer["data"]
+    assert set(tokens) == {
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "token_type",
+        "expire_in",
+        "expires_in",
+        "scope",
+    }, tokens
+    assert tokens["token_type"] == "Bearer" and tokens["expire_in"] == tokens["expires_in"] == 7200
+    user = client.get("/api/v3/get-profile", headers={"authorization": tokens["access_token"]}).json()["data"]
+    assert (user["loginsCount"], user["lastIp"], user["lastLoginApp"]) == (1, "203.0.113.7", server.app_id)
+    assert user["lastLogin"] is not None
