@@ -222,3 +222,17 @@ def test_rotate_refuses_a_bad_grace_and_an_unknown_pool(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "no user pool 'nope'" in unknown.stderr
     done = keyhall("keys", "rotate", "--database-url", url, "--grace", "30m")
     assert "rsa: new key" in done.stdout and "sm2: new key" in done.stdout and "accepted until" in done.stdout
+
+
+def test_rotate_keeps_the_old_keys_for_24_hours_by_default(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'default-grace.db'}"
+    keyhall("init", "--database-url", url)
+    before = datetime.now(UTC)
+    done = keyhall("keys", "rotate", "--database-url", url, "--json")
+    after = datetime.now(UTC)
+    [record] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(key["kind"] for key in record["keys"]) == ["rsa", "sm2"]
+    for key in record["keys"]:
+        until = datetime.fromisoformat(key["old_keys_accepted_until"])
+        assert before + timedelta(hours=24) <= until <= after + timedelta(hours=24), key
+        assert key["old_keys"] == 1
