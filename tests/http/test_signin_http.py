@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
+from tests.conformance.test_official_signin import official_client
 from tests.http.test_signup import STRONG
-from tests.support.codes import last_code_to, trusted_headers
+from tests.support.codes import last_code_to, send_sms, trusted_headers
 from tests.support.servers import RunningServer, keyhall
 
 
@@ -286,3 +287,50 @@ def test_sign_in_records_the_login_and_answers_every_token_field(
     user = client.get("/api/v3/get-profile", headers={"authorization": tokens["access_token"]}).json()["data"]
     assert (user["loginsCount"], user["lastIp"], user["lastLoginApp"]) == (1, "203.0.113.7", server.app_id)
     assert user["lastLogin"] is not None
+
+
+def test_failures_from_one_client_address_are_capped(
+    server: RunningServer, client: httpx.Client, unique: str
+) -> None:
+    ip = f"198.51.{int(unique[:4], 16) % 256}.{int(unique[4:6], 16) % 254 + 1}"
+    emails = [f"ipcap{n}.{unique}@example.com" for n in range(4)]
+    for email in emails:
+        sign_up(client, email)
+
+    def from_ip(email: str, password: str, address: str = ip) -> dict[str, Any]:
+        trusted = {"client_id": server.app_id, "client_secret": server.app_secret}
+        body = {"connection": "PASSWORD", "passwordPayload": {"email": email, "password": password}}
+        answer = client.post("/api/v3/signin", json={**body, **trusted, "options": {"clientIp": address}})
+        return answer.json()  # type: ignore[no-any-return]
+
+    server.sql("UPDATE pools SET signin_max_failures_per_ip = 3 WHERE id = :id", id=server.pool_id)
+    try:
+        wrong = [from_ip(email, "wrong-password-4").get("apiCode") for email in emails[:3]]
+        capped = from_ip(emails[3], STRONG)
+        elsewhere = from_ip(emails[3], STRONG, address="192.0.2.77")
+    finally:
+        server.sql("UPDATE pools SET signin_max_failures_per_ip = 100 WHERE id = :id", id=server.pool_id)
+    assert wrong == [2333] * 3  # three accounts, one failure each: no account is locked
+    assert (capped["statusCode"], capped.get("apiCode")) == (429, 2100), capped
+    assert "data" not in capped
+    assert elsewhere["statusCode"] == 200, elsewhere
+
+
+def test_sign_in_by_phone_code(server: RunningServer, client: httpx.Client, unique: str) -> None:
+    phone = f"134{int(unique[:8], 16) % 10**8:08d}"
+    body = {
+        "connection": "PASSWORD",
+        "passwordPayload": {"email": f"smslogin.{unique}@example.com", "password": STRONG},
+        "profile": {"phone": phone},
+    }
+    user_id = client.post("/api/v3/signup", json=body).json()["data"]["userId"]
+    assert send_sms(client, server, phone, channel="CHANNEL_LOGIN")["statusCode"] == 200
+    code = last_code_to(server, f"+86{phone}")
+    official = official_client("genauth", server)
+    wrong = official.sign_in_by_phone_passcode(phone, f"{(int(code) + 1) % 10**6:06d}", "+86")
+    assert (wrong["statusCode"], wrong["apiCode"]) == (400, 2001), wrong
+    answer = official.sign_in_by_phone_passcode(phone, code, "+86")
+    assert answer["statusCode"] == 200, answer
+    assert official.introspect_token_offline(answer["data"]["access_token"])["sub"] == user_id
+    again = official.sign_in_by_phone_passcode(phone, code, "+86")
+    assert (again["statusCode"], again["apiCode"]) == (400, 2300), again
