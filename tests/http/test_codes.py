@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import random
@@ -11,6 +12,9 @@ from typing import Any
 
 import httpx
 
+from keyhall.server.clock import system_clock
+from keyhall.server.flows.setup import create_app, create_pool
+from keyhall.server.store.db import create_engine
 from tests.http.test_errors import assert_error
 from tests.http.test_signup import STRONG, email_body
 from tests.support.codes import (
@@ -353,3 +357,27 @@ def test_phone_code_for_one_number_is_not_valid_for_another(
     answer = passcode_signup(client, first_code, phone=second, phoneCountryCode="+86")
     assert_error(answer, 400, 2001)
     assert passcode_signup(client, first_code, phone=first, phoneCountryCode="+86")["statusCode"] == 200
+
+
+def test_code_of_one_pool_is_not_valid_in_another(
+    client: httpx.Client, server: RunningServer, unique: str
+) -> None:
+    async def other_app() -> str:
+        engine = create_engine(server.database_url)
+        try:
+            pool_id = await create_pool(engine, f"Codes pool {unique}", system_clock)
+            return (await create_app(engine, "Codes app", system_clock, pool_id=pool_id)).app_id
+        finally:
+            await engine.dispose()
+
+    other = {"x-genauth-app-id": asyncio.run(other_app())}
+    email = f"pool.{unique}@example.com"
+    sent = client.post(
+        "/api/v3/send-email", json={"channel": "CHANNEL_REGISTER", "email": email}, headers=other
+    ).json()
+    assert sent["statusCode"] == 200, sent
+    code = last_code_to(server, email)
+    assert_error(passcode_signup(client, code, email=email), 400, 2001)  # the default pool
+    body = {"connection": "PASSCODE", "passCodePayload": {"passCode": code, "email": email}}
+    answer = client.post("/api/v3/signup", json=body, headers=other).json()
+    assert answer["statusCode"] == 200 and answer["data"]["emailVerified"] is True, answer
