@@ -57,7 +57,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         summary="Self-hosted identity server speaking the GenAuth v3 Authentication API",
         lifespan=lifespan,
     )
-    app.add_middleware(KeyhallMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        KeyhallMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        request_timeout_s=settings.request_timeout_s,
+    )
     app.include_router(signup.router)
     app.include_router(messaging.router)
     app.include_router(system.router)

@@ -213,3 +213,9 @@ class NotReady(ServiceUnavailable):
     """GET /readyz: the database cannot be reached, so this process should get no traffic."""
 
     message_id = "not_ready"
+
+
+class RequestTimedOut(ServiceUnavailable):
+    """The request was not answered within ``seconds`` (KEYHALL_REQUEST_TIMEOUT_S); its work was cancelled."""
+
+    message_id = "request_timeout"

@@ -151,6 +151,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en-US": "Not ready: {reason}",
         "zh-CN": "服务未就绪：{reason}",
     },
+    "request_timeout": {
+        "en-US": "The request was not answered within {seconds} seconds and was cancelled; retry later",
+        "zh-CN": "请求未能在 {seconds} 秒内完成，已取消，请稍后重试",
+    },
 }
 
 # Texts for the ``reason`` of a password rejection, one per rule of keyhall.server.identity.password_policy.

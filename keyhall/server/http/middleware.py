@@ -1,5 +1,5 @@
-"""The outermost layer: request id, body-size limit, a last-resort 500 envelope, one log line per request
-and the request metrics (count by route and outcome, duration, in flight).
+"""The outermost layer: request id, body-size limit, request timeout, a last-resort 500 envelope, one log
+line per request and the request metrics (count by route and outcome, duration, in flight).
 
 Written as plain ASGI (not BaseHTTPMiddleware) so that the body limit applies while the body streams in,
 before a byte of an oversized request is buffered.
@@ -7,6 +7,7 @@ before a byte of an oversized request is buffered.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ import structlog
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyhall.server.errors import PayloadTooLarge, ServerError
+from keyhall.server.errors import PayloadTooLarge, RequestTimedOut, ServerError
 from keyhall.server.http.envelope import RequestInfo, error
 from keyhall.server.metrics import IN_FLIGHT, REQUEST_SECONDS, REQUESTS
 
@@ -22,9 +23,10 @@ log = structlog.get_logger("keyhall.http")
 
 
 class KeyhallMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, request_timeout_s: float | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.request_timeout_s = request_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,13 +56,27 @@ class KeyhallMiddleware:
                     raise PayloadTooLarge(limit=limit)
             return message
 
+        # The last bound on a request, whatever it waits for (a database that stopped answering, a queue):
+        # past it the work is cancelled and the client gets a 503 envelope instead of a hung connection.
+        deadline = asyncio.timeout(self.request_timeout_s)
         IN_FLIGHT.inc()
         try:
             declared = _content_length(scope)
             if declared is not None and declared > limit:
                 await error(info, PayloadTooLarge(limit=limit))(scope, receive, send_wrapper)
             else:
-                await self.app(scope, receive_wrapper, send_wrapper)
+                try:
+                    async with deadline:
+                        await self.app(scope, receive_wrapper, send_wrapper)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise  # not ours: a bug, answered 500 below
+                    log.warning("request_timeout", request_id=info.request_id, path=scope.get("path"))
+                    timed_out = RequestTimedOut(seconds=f"{self.request_timeout_s:g}")
+                    if http_status:  # the answer had begun: nothing more can be said on this connection
+                        info.error = timed_out.message_id
+                    else:
+                        await error(info, timed_out)(scope, receive, send_wrapper)
         except PayloadTooLarge as exc:
             if not http_status:
                 await error(info, exc)(scope, receive, send_wrapper)
