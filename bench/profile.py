@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     output: Path = (
         args.output or Path(tempfile.gettempdir()) / f"keyhall-{args.scenario}-{args.db}.speedscope.json"
     )
-    output.unlink(missing_ok=True)  # never report a stale file
+    if not args.no_profile:
+        output.unlink(missing_ok=True)  # never report a stale file
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         with serving(args.db, args.workers, workdir, env) as server:
