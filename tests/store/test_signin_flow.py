@@ -132,3 +132,32 @@ async def test_password_hasher_verify_and_rehash() -> None:
     assert changed.matches and changed.needs_rehash
     assert not (await hasher.verify("not a hash", PASSWORD, low)).matches
     assert not (await hasher.verify_unknown(PASSWORD, low)).matches
+
+
+class _WatchedPool(CpuPool):
+    """A real CPU pool that also notes what it ran (the function's name and its arguments)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.runs: list[tuple[str, tuple[object, ...]]] = []
+
+    async def run(self, function, *args):  # type: ignore[no-untyped-def,override]
+        self.runs.append((function.__name__, args))
+        return await super().run(function, *args)
+
+
+async def test_an_unknown_account_costs_one_argon2_verification_at_the_pool_parameters() -> None:
+    # Same time class without timing anything: the unknown account's check is the same work, one
+    # argon2id verification against a hash made at the pool's parameters, as a wrong password's.
+    pool = _WatchedPool()
+    hasher = PasswordHasher(pool)
+    params = Argon2Params(time_cost=1, memory_kib=8192, parallelism=1)
+    stored = await hasher.hash(PASSWORD, params)
+    await hasher.verify_unknown(PASSWORD, params)  # the first call also makes the dummy hash
+    pool.runs.clear()
+    assert not (await hasher.verify(stored, PASSWORD + "x", params)).matches
+    assert not (await hasher.verify_unknown(PASSWORD, params)).matches
+    assert [name for name, _ in pool.runs] == ["_verify", "_verify"]
+    wrong_hash, dummy_hash = (str(args[1]) for _, args in pool.runs)
+    assert wrong_hash == stored and dummy_hash != stored
+    assert wrong_hash.split("$")[2:4] == dummy_hash.split("$")[2:4]  # v=19 and m=8192,t=1,p=1
