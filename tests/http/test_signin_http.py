@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 
 from tests.conformance.test_official_signin import official_client
 from tests.http.test_signup import STRONG
@@ -334,3 +337,26 @@ def test_sign_in_by_phone_code(server: RunningServer, client: httpx.Client, uniq
     assert official.introspect_token_offline(answer["data"]["access_token"])["sub"] == user_id
     again = official.sign_in_by_phone_passcode(phone, code, "+86")
     assert (again["statusCode"], again["apiCode"]) == (400, 2300), again
+
+
+def test_default_token_lifetimes_and_the_refresh_token_stored_as_its_sha256(
+    server: RunningServer, client: httpx.Client, unique: str
+) -> None:
+    email = f"lifetimes.{unique}@example.com"
+    sign_up(client, email)
+    tokens = sign_in(client, email, scope="openid offline_access")["data"]
+    for token in (tokens["access_token"], tokens["id_token"]):
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims["exp"] - claims["iat"] == 7200, claims
+    digest = hashlib.sha256(tokens["refresh_token"].encode()).hexdigest()
+    [(created, expires)] = server.sql(
+        "SELECT created_at, expires_at FROM refresh_tokens WHERE token_sha256 = :d", d=digest
+    )
+    assert _moment(expires) - _moment(created) == timedelta(days=30)
+    assert not server.sql("SELECT id FROM refresh_tokens WHERE token_sha256 = :t", t=tokens["refresh_token"])
+
+
+def _moment(value: Any) -> datetime:
+    """A timestamp column's value: a datetime from PostgreSQL, its text from SQLite (UTC either way)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=None)
