@@ -381,3 +381,17 @@ def test_code_of_one_pool_is_not_valid_in_another(
     body = {"connection": "PASSCODE", "passCodePayload": {"passCode": code, "email": email}}
     answer = client.post("/api/v3/signup", json=body, headers=other).json()
     assert answer["statusCode"] == 200 and answer["data"]["emailVerified"] is True, answer
+
+
+def test_resend_interval_is_a_pool_setting(client: httpx.Client, server: RunningServer, unique: str) -> None:
+    email = f"interval.{unique}@example.com"
+    server.sql("UPDATE pools SET code_resend_interval_s = 0 WHERE id = :id", id=server.pool_id)
+    try:
+        answers = [send_email(client, server, email)["statusCode"] for _ in range(2)]
+    finally:
+        server.sql("UPDATE pools SET code_resend_interval_s = 60 WHERE id = :id", id=server.pool_id)
+    assert answers == [200, 200]
+    first, second = (code_in(m["text"]) for m in outbox_messages(server) if m.get("to") == email)
+    if first != second:  # a new send replaces the code: the first one no longer works
+        assert_error(passcode_signup(client, first, email=email), 400, 2001)
+    assert passcode_signup(client, second, email=email)["statusCode"] == 200
