@@ -106,6 +106,24 @@ def test_official_sdk_signs_in_by_username_and_by_account(
 
 
 @pytest.mark.parametrize("sdk", SDKS)
+def test_official_sdk_without_the_app_secret_signs_in_as_a_public_client(
+    server: RunningServer, sdk: str, unique: str
+) -> None:
+    # Made without app_secret, the SDK still sends client_id (the app id) and no client_secret.
+    public = importlib.import_module(sdk).AuthenticationClient(app_id=server.app_id, app_host=server.base_url)
+    email = f"public.{sdk}.{unique}@example.com"
+    assert public.sign_up_by_email_password(email, STRONG)["statusCode"] == 200
+    signed = public.sign_in_by_email_password(email, STRONG)
+    assert signed["statusCode"] == 200, signed
+    assert public.introspect_token_offline(signed["data"]["access_token"])["sub"]
+    # A client_id of another app, or a wrong secret, is still refused.
+    other = importlib.import_module(sdk).AuthenticationClient(
+        app_id=server.app_id, app_secret="not-the-secret", app_host=server.base_url
+    )
+    assert other.sign_in_by_email_password(email, STRONG)["statusCode"] == 401
+
+
+@pytest.mark.parametrize("sdk", SDKS)
 def test_official_sdk_wrong_password_and_unknown_user_look_the_same(
     server: RunningServer, sdk: str, unique: str
 ) -> None:

@@ -65,7 +65,9 @@ async def resolve_app(request: Request) -> App:
 def proves_secret(request: Request, app: App, client_id: str | None, client_secret: str | None) -> bool:
     """True when the caller showed the app secret (Basic header or client_id/client_secret in the body).
 
-    Credentials that are offered but wrong are an error, not silently ignored.
+    Credentials that are offered but wrong are an error, not silently ignored. ``client_id`` alone (this
+    app's id, no secret) is a public client, as the ``none`` method of /oidc/token: not an error, and
+    not trusted either. The official SDKs send exactly that when they are made without the app secret.
     """
     header = request.headers.get("authorization", "")
     if header[:6].lower() == "basic ":
@@ -76,6 +78,8 @@ def proves_secret(request: Request, app: App, client_id: str | None, client_secr
         if user != app.id or not app.secret_matches(secret):
             raise InvalidClient(reason="the Basic authorization header does not match this app")
         return True
+    if client_id == app.id and not client_secret:
+        return False
     if client_id is not None or client_secret is not None:
         if client_id != app.id or not client_secret or not app.secret_matches(client_secret):
             raise InvalidClient(reason="client_id/client_secret do not match this app")
