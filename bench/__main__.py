@@ -1,7 +1,8 @@
 """``python -m bench [--quick] [--only NAME ...] [--output PATH]``: run the benchmarks, write the report.
 
-A full run writes docs/benchmarks.md. A partial run (``--quick`` or ``--only``) prints its report and
-writes a file only when ``--output`` is given, so that a smoke run never replaces the published figures.
+A full run writes docs/benchmarks.md and its chart docs/benchmarks-throughput.png. A partial run
+(``--quick`` or ``--only``) prints its report and writes files only when ``--output`` is given (the
+chart next to it, named after it), so that a smoke run never replaces the published figures.
 Exit status 1 when a scenario failed to run or a check failed (the report says which).
 """
 
@@ -17,8 +18,9 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+from bench import chart as bench_chart
 from bench import facts, report
-from bench.scenarios import FULL, NAMES, QUICK, SCENARIOS, ScenarioResult, run_scenario
+from bench.scenarios import FULL, NAMES, QUICK, SCENARIOS, ScenarioResult, close_limit, run_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -46,12 +48,19 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(f"bench: {scenario.name} {_one_line(result)}", file=sys.stderr, flush=True)
     finally:
+        close_limit()
         if all(r.error is None for r in results):
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"bench: server logs kept in {workdir}", file=sys.stderr)
 
-    text = report.render(run_facts, sizes, mode, results)
+    chart: str | None = None
+    if output is not None:  # the chart goes next to the report, named after it
+        chart_path = output.with_name(f"{output.stem}-throughput.png")
+        if bench_chart.render(results, chart_path):
+            chart = chart_path.name
+            print(f"bench: wrote {_shown(chart_path)}", file=sys.stderr)
+    text = report.render(run_facts, sizes, mode, results, chart)
     if output is None:
         print(text)
     else:

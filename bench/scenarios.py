@@ -9,11 +9,13 @@ server log says it answered, and whether the database holds the users the answer
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
 import re
 import signal
+import subprocess
 import time
 import traceback
 import uuid
@@ -22,12 +24,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import make_url
 
 from bench.cpu import CpuUse, CpuWatch, cmdline, descendants
-from bench.load import SIGNUP_PATH, LoadResult, envelope_label, open_client, run_load
+from bench.load import (
+    SIGNUP_PATH,
+    Labeler,
+    LoadResult,
+    connections,
+    encode_json,
+    encode_request,
+    envelope_label,
+    envelope_of,
+    run_load,
+)
 from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.passwords import Argon2Params, PasswordHasher
 from tests.support.servers import (
@@ -36,6 +48,9 @@ from tests.support.servers import (
     drop_postgres_database,
     start_server,
 )
+
+if TYPE_CHECKING:
+    from bench.limit import Argon2Limit, Limit
 
 WORKERS = 2
 PASSWORD = "Blue-Harbor-7-Lantern"  # passes the default NIST policy; not a common password
@@ -59,10 +74,19 @@ class Sizes:
     hash_batch: int
     hash_threads: int
     deadline_s: float
+    levels: tuple[int, ...] = (1, 16, 64)  # concurrencies of the sign-up and read sweeps
+    signups_serial: int = 150  # sign-ups at concurrency 1 (``signups`` at the others)
+    limit_hashes: int = 40  # hashes per process for each argon2-limit reading
+    reads: int = 4000  # reads per level (``reads_serial`` at concurrency 1)
+    reads_serial: int = 1000
+    read_users: int = 64  # users signed in for the reads (their tokens are used in turn)
+    million_users: int = 1_000_000  # users bulk-loaded before the sign-ups of million-users
+    million_signups: int = 300  # sign-ups per database in million-users, one at a time
+    sm2_each: int = 200  # sign-ups of each kind (plain, sm2) in sm2-signup
 
 
 FULL = Sizes(
-    signups=400,
+    signups=800,
     concurrency=16,
     warmup=16,
     race_rounds=10,
@@ -74,16 +98,25 @@ FULL = Sizes(
     deadline_s=180.0,
 )
 QUICK = Sizes(
-    signups=48,
+    signups=64,
     concurrency=16,
     warmup=16,
-    race_rounds=2,
+    race_rounds=1,
     racers=40,
     rejected=48,
     hash_samples=5,
     hash_batch=8,
     hash_threads=2,
     deadline_s=60.0,
+    levels=(1, 64),
+    signups_serial=8,
+    limit_hashes=4,
+    reads=128,
+    reads_serial=64,
+    read_users=8,
+    million_users=5_000,
+    million_signups=10,
+    sm2_each=16,
 )
 
 
@@ -118,6 +151,11 @@ class Run:
     log: LogSummary
     checks: list[Check]
     rounds: list[Counter[str]] = field(default_factory=list)
+    server: str = "Keyhall"  # or "FastAPI-Users" (the peer)
+    kind: str = "signup"  # or "read"
+    limit: Limit | None = None  # the argon2 limit around this load (readings before and after, merged)
+    limit_readings: list[Limit] = field(default_factory=list)
+    split: dict[int, int] = field(default_factory=dict)  # worker pid -> connections it held
 
     @property
     def server_cpu_s(self) -> float | None:
@@ -133,6 +171,7 @@ class HashFigures:
     batch: int
     batch_wall_s: float
     batch_cpu_s: float
+    limit: Limit | None = None  # one process per core, bench.limit
 
     @property
     def median_ms(self) -> float:
@@ -193,6 +232,11 @@ def _serving(backend: str, url: str, log_path: Path) -> Iterator[RunningServer]:
         _end_leftovers(children)
 
 
+def worker_pids(root: int) -> list[int]:
+    """The worker processes of a uvicorn server started as ``root`` (its children, less helpers)."""
+    return sorted(pid for pid in descendants(root) - {root} if b"resource_tracker" not in cmdline(pid))
+
+
 def _end_leftovers(pids: set[int]) -> None:
     """Workers of a server whose parent had to be killed: end them too (they are ours, by pid)."""
     for pid in pids:
@@ -209,8 +253,8 @@ def _end_leftovers(pids: set[int]) -> None:
 _NOTABLE = re.compile(r"error|exception|traceback|warn|critical|fatal|locked|timeout", re.IGNORECASE)
 
 
-def read_log(server: RunningServer, measured_from: int) -> LogSummary:
-    """Tally the signup answers logged after byte ``measured_from``; flag notable lines anywhere."""
+def read_log(server: RunningServer, measured_from: int, path: str = SIGNUP_PATH) -> LogSummary:
+    """Tally the answers to ``path`` logged after byte ``measured_from``; flag notable lines anywhere."""
     summary = LogSummary()
     raw = server.log_path.read_bytes()
     for offset, line in _lines(raw):
@@ -225,12 +269,12 @@ def read_log(server: RunningServer, measured_from: int) -> LogSummary:
         if rest and (_NOTABLE.search(rest) or rest.startswith(("WARNING:", "ERROR:", "CRITICAL:"))):
             summary.notable.append(text)
         for record in records:
-            _tally(summary, record, text, measured=offset >= measured_from)
+            _tally(summary, record, text, path, measured=offset >= measured_from)
     summary.durations_ms.sort()
     return summary
 
 
-def _tally(summary: LogSummary, record: dict[str, Any], text: str, *, measured: bool) -> None:
+def _tally(summary: LogSummary, record: dict[str, Any], text: str, path: str, *, measured: bool) -> None:
     level = str(record.get("level", "?"))
     summary.levels[level] += 1
     is_request = record.get("event") == "request"
@@ -239,7 +283,7 @@ def _tally(summary: LogSummary, record: dict[str, Any], text: str, *, measured: 
     fields = {k: v for k, v in record.items() if not (is_request and k == "error")}
     if level not in ("info", "debug") or _NOTABLE.search(json.dumps(fields)):
         summary.notable.append(text)
-    if is_request and record.get("path") == SIGNUP_PATH and measured:
+    if is_request and record.get("path") == path and measured:
         http_status = record.get("http_status")
         label = (
             envelope_label(record.get("status_code"), record.get("api_code"))
@@ -278,7 +322,7 @@ def _json_records(text: str) -> tuple[list[dict[str, Any]], str]:
     return records, text[position:]
 
 
-async def _settle_log(server: RunningServer) -> int:
+async def _settle_log(server: Target) -> int:
     """The log's size once the lines of the requests already answered are written (they follow the answer)."""
     await asyncio.sleep(0.3)
     return server.log_path.stat().st_size
@@ -305,6 +349,17 @@ class _Measured:
     cpu: CpuUse | None
     log_offset: int
     rounds: list[LoadResult] = field(default_factory=list)
+    split: dict[int, int] = field(default_factory=dict)  # worker pid -> connections it held
+
+
+class Target(Protocol):
+    """A server under load: Keyhall's RunningServer or the peer's PeerServer."""
+
+    backend: str
+    database_url: str
+    base_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
 
 
 async def _measure(
@@ -313,31 +368,77 @@ async def _measure(
     batches: list[list[dict[str, Any]]],
     concurrency: int,
     deadline_s: float,
+    before: Callable[[], None] | None = None,
+    after: Callable[[], None] | None = None,
 ) -> _Measured:
-    """Warm the server up (not counted), then send each batch in turn, timing them."""
+    """Sign-up bodies to Keyhall: warm up (not counted), then each batch in turn (see measure_requests)."""
+    host = server.base_url.removeprefix("http://")
+    encode = functools.partial(encode_json, "POST", SIGNUP_PATH, host, {"x-genauth-app-id": server.app_id})
+    return await measure_requests(
+        server,
+        [encode(body) for body in warmup],
+        [[encode(body) for body in batch] for batch in batches],
+        concurrency,
+        deadline_s,
+        before=before,
+        after=after,
+    )
+
+
+async def measure_requests(
+    server: Target,
+    warmup: list[bytes],
+    batches: list[list[bytes]],
+    concurrency: int,
+    deadline_s: float,
+    *,
+    label: Labeler = envelope_of,
+    probe_path: str = "/healthz",
+    before: Callable[[], None] | None = None,
+    after: Callable[[], None] | None = None,
+) -> _Measured:
+    """Warm the server up (not counted), then send each batch of encoded requests in turn, timing them.
+
+    ``before`` runs between the warm-up and the measured load, ``after`` right after it (the argon2
+    limit is measured there, with the server idle and warm).
+    """
     database = make_url(server.database_url).database if server.backend == "postgres" else None
     watch = CpuWatch(server.process.pid, database)
-    async with open_client(server.base_url, server.app_id, concurrency, REQUEST_TIMEOUT_S) as client:
-        warm = await run_load(client, warmup, concurrency=concurrency, deadline_s=deadline_s)
+    probe = encode_request("GET", probe_path, server.base_url.removeprefix("http://"))
+    async with connections(
+        server.base_url,
+        concurrency,
+        REQUEST_TIMEOUT_S,
+        probe,
+        functools.partial(worker_pids, server.process.pid),
+    ) as pool:
+        warm = await run_load(pool, warmup, concurrency=concurrency, deadline_s=deadline_s, label=label)
         log_offset = await _settle_log(server)
+        if before is not None:
+            await asyncio.to_thread(before)
         watch.start()
         stop_at = time.perf_counter() + deadline_s
         rounds: list[LoadResult] = []
         for batch in batches:
             left = stop_at - time.perf_counter()
-            rounds.append(await run_load(client, batch, concurrency=concurrency, deadline_s=max(0.0, left)))
+            rounds.append(
+                await run_load(pool, batch, concurrency=concurrency, deadline_s=max(0.0, left), label=label)
+            )
         cpu = watch.stop()
+        if after is not None:
+            await asyncio.to_thread(after)
         await _settle_log(server)
-    return _Measured(LoadResult.merge(rounds), warm, cpu, log_offset, rounds)
+    return _Measured(LoadResult.merge(rounds), warm, cpu, log_offset, rounds, pool.split)
 
 
 def _common_checks(
-    server: RunningServer, measured: _Measured, expected: frozenset[str], log: LogSummary
+    server: RunningServer, measured: _Measured, expected: frozenset[str], log: LogSummary, already: int = 0
 ) -> list[Check]:
+    """The checks every load gets; ``already``: users the database held before this load's warm-up."""
     load = measured.load
     counts = load.counts()
     unexpected = load.unexpected(expected)
-    stored = server.user_count()
+    stored = server.user_count() - already
     created = counts[OK] + measured.warm.counts()[OK]
     log_agrees = log.outcomes == counts
     return [
@@ -350,7 +451,9 @@ def _common_checks(
         Check(
             "users stored = 200 answers",
             stored == created,
-            f"{stored} users in the database, {created} answers 200 (warm-up included)",
+            f"{stored} users in the database"
+            + (f" beyond the {already} stored before" if already else "")
+            + f", {created} answers 200 (warm-up included)",
         ),
         Check(
             "server log agrees with the client",
@@ -373,13 +476,6 @@ def _common_checks(
             + (f", {log.locked} 'database is locked'" if log.locked else ""),
         ),
     ]
-
-
-def _signups(backend: str, sizes: Sizes, workdir: Path) -> Run:
-    tag = uuid.uuid4().hex[:8]
-    warmup = [email_body(f"warmup-{i}.{tag}@example.com") for i in range(sizes.warmup)]
-    bodies = [email_body(f"user-{i}.{tag}@example.com") for i in range(sizes.signups)]
-    return _load(backend, sizes, workdir, warmup, bodies, frozenset({OK}))
 
 
 def _load(
@@ -486,11 +582,58 @@ class Scenario:
     run: Callable[[Sizes, Path, ScenarioResult], None]
 
 
+_LIMIT: list[Argon2Limit] = []
+
+
+def argon2_limit() -> Argon2Limit:
+    """The run's hashing processes, one per core (started on first use, kept for the whole run)."""
+    if not _LIMIT:
+        from bench.facts import cores
+        from bench.limit import Argon2Limit
+
+        _LIMIT.append(Argon2Limit(cores()))
+    return _LIMIT[0]
+
+
+def close_limit() -> None:
+    while _LIMIT:
+        _LIMIT.pop().close()
+
+
 def _signup_scenario(backend: str) -> Callable[[Sizes, Path, ScenarioResult], None]:
     def run(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
-        result.runs.append(_signups(backend, sizes, workdir))
+        from bench.sweep import keyhall_signups  # bench.sweep builds on this module
+
+        result.runs += keyhall_signups(backend, sizes, workdir, argon2_limit())
 
     return run
+
+
+def _peer_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
+    from bench.peer_server import peer_versions
+    from bench.sweep import peer_signups
+
+    versions = peer_versions()
+    if versions:
+        result.notes.append(
+            "- The peer's virtualenv: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."
+        )
+        result.notes.append("")
+    for backend in ("sqlite", "postgres"):
+        result.runs += peer_signups(backend, sizes, workdir, argon2_limit())
+
+
+def _reads_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
+    from bench.sweep import reads
+
+    for backend in ("sqlite", "postgres"):
+        result.runs += reads(backend, sizes, workdir)
+
+
+def _million_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
+    from bench import million
+
+    million.run(sizes, workdir, result)
 
 
 def _race_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
@@ -504,6 +647,7 @@ def _rejected_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> N
 
 def _argon2_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
     result.hashing = _argon2(sizes)
+    result.hashing.limit = argon2_limit().measure(sizes.limit_hashes * 3)
 
 
 def _sm2_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
@@ -514,17 +658,53 @@ def _sm2_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
+        "argon2-hash",
+        "argon2id in-process (no server): the physical limit",
+        "One hash at the server's default parameters, timed alone with argon2-cffi; then the limit, one "
+        "hashing process per core started together (bench/limit.py); then a batch through keyhall's "
+        "PasswordHasher with its concurrency limiter at 2 threads.",
+        _argon2_scenario,
+    ),
+    Scenario(
         "signup-sqlite",
-        "Email + password signups on SQLite",
+        "Email + password sign-ups on SQLite at 1, 16 and 64 clients",
         "Distinct emails, each one a new user: the full path (validation, a uniqueness read, one argon2id "
-        "hash, one insert).",
+        "hash, one insert). A fresh server per concurrency; after its warm-up, with the server idle, "
+        "the argon2 limit is measured again (one process per core), and the load follows at once.",
         _signup_scenario("sqlite"),
     ),
     Scenario(
         "signup-postgres",
-        "Email + password signups on PostgreSQL",
-        "The same load as signup-sqlite, against a fresh PostgreSQL database.",
+        "Email + password sign-ups on PostgreSQL at 1, 16 and 64 clients",
+        "The same loads as signup-sqlite, against a fresh PostgreSQL database each.",
         _signup_scenario("postgres"),
+    ),
+    Scenario(
+        "peer-signup",
+        "FastAPI-Users (the peer): POST /auth/register at 1, 16 and 64 clients",
+        "The peer app (bench/peer/app.py: FastAPI-Users' documented SQLAlchemy setup, JWT backend, "
+        "argon2id at t=2, m=19456 KiB, p=1 through its PasswordHelper) under `uvicorn --workers 2`, "
+        "in its own virtualenv, against a fresh SQLite file or PostgreSQL database per concurrency; "
+        "the same bodies, warm-up and limit measurement as Keyhall's sign-ups. It answers HTTP 201.",
+        _peer_scenario,
+    ),
+    Scenario(
+        "reads",
+        "Reads with a valid token: Keyhall's get-profile against the peer's /users/me",
+        "Users signed up and signed in first (not measured); then `GET /api/v3/get-profile` on Keyhall "
+        "and `GET /users/me` on the peer, each with a valid bearer token (the users' tokens in turn), at "
+        "every concurrency. Both verify the JWT and read the user from the database.",
+        _reads_scenario,
+    ),
+    Scenario(
+        "million-users",
+        "Sign-up latency with 1,000,000 users stored against an empty database",
+        "Two servers per database kind, both migrated by `keyhall init`: one empty, one bulk-loaded "
+        "through the real schema and its indexes (COPY on PostgreSQL, executemany in large transactions "
+        "on SQLite; one precomputed argon2id hash shared by the loaded rows, distinct realistic emails "
+        "and usernames). Then sign-ups one at a time, alternating between the two servers so that both "
+        "see the same machine.",
+        _million_scenario,
     ),
     Scenario(
         "duplicate-race",
@@ -542,13 +722,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         "still looked up in the database on each request. The gap to signup-sqlite is what hashing (and "
         "the write) costs.",
         _rejected_scenario,
-    ),
-    Scenario(
-        "argon2-hash",
-        "argon2id in-process (no server)",
-        "One hash at the server's default parameters, timed alone with argon2-cffi, then a batch through "
-        "keyhall's PasswordHasher with its concurrency limiter at 2 threads.",
-        _argon2_scenario,
     ),
     Scenario(
         "sm2-signup",

@@ -142,7 +142,7 @@ def _python_sm3_decrypt(private: str, ciphertext: str) -> bytes:
 
 
 def run(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
-    each = max(1, sizes.signups // 2)
+    each = max(1, sizes.sm2_each)
     tag = uuid.uuid4().hex[:8]
     with keyhall_server("sqlite", workdir) as server:
         system = httpx.get(
