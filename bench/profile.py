@@ -266,10 +266,13 @@ def frame_stats(speedscope: Path) -> FrameStats:
 
 def _short(file: str) -> str:
     """A file name from its package on (``sqlalchemy/engine/base.py``), or its base name."""
-    for marker in ("site-packages/", "/lib/python3", "/work/main/"):
-        if marker in file:
-            tail = file.split(marker, 1)[1]
-            return tail.split("/", 1)[1] if marker == "/lib/python3" and "/" in tail else tail
+    if "site-packages/" in file:
+        return file.split("site-packages/", 1)[1]
+    if "/lib/python3" in file:
+        tail = file.split("/lib/python3", 1)[1]
+        return tail.split("/", 1)[1] if "/" in tail else tail
+    if "/keyhall/" in file:  # this project, wherever it is checked out
+        return "keyhall/" + file.rsplit("/keyhall/", 1)[1]
     return file
 
 
