@@ -260,10 +260,11 @@ def _failures(result: ScenarioResult) -> str:
 
 
 def _first_run(result: ScenarioResult | None) -> Run | None:
-    """The scenario's run at the highest concurrency (the sweeps run 1, 16 and 64 clients)."""
-    if not result or not result.runs or result.error is not None:
+    """The scenario's Keyhall run at the highest concurrency (the sweeps run 1, 16 and 64 clients)."""
+    if not result or result.error is not None:
         return None
-    return max(result.runs, key=lambda run: run.load.concurrency)
+    ours = [run for run in result.runs if run.server == "Keyhall"]
+    return max(ours, key=lambda run: run.load.concurrency) if ours else None
 
 
 def _server_cpu_ms(run: Run) -> float | None:

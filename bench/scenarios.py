@@ -602,25 +602,18 @@ def close_limit() -> None:
 
 def _signup_scenario(backend: str) -> Callable[[Sizes, Path, ScenarioResult], None]:
     def run(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
-        from bench.sweep import keyhall_signups  # bench.sweep builds on this module
+        from bench.peer_server import peer_versions
+        from bench.sweep import signups  # bench.sweep builds on this module
 
-        result.runs += keyhall_signups(backend, sizes, workdir, argon2_limit())
+        versions = peer_versions()
+        if versions:
+            result.notes += [
+                "- The peer's virtualenv: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+                "",
+            ]
+        result.runs += signups(backend, sizes, workdir, argon2_limit())
 
     return run
-
-
-def _peer_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
-    from bench.peer_server import peer_versions
-    from bench.sweep import peer_signups
-
-    versions = peer_versions()
-    if versions:
-        result.notes.append(
-            "- The peer's virtualenv: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."
-        )
-        result.notes.append("")
-    for backend in ("sqlite", "postgres"):
-        result.runs += peer_signups(backend, sizes, workdir, argon2_limit())
 
 
 def _reads_scenario(sizes: Sizes, workdir: Path, result: ScenarioResult) -> None:
@@ -667,33 +660,29 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "signup-sqlite",
-        "Email + password sign-ups on SQLite at 1, 16 and 64 clients",
-        "Distinct emails, each one a new user: the full path (validation, a uniqueness read, one argon2id "
-        "hash, one insert). A fresh server per concurrency; after its warm-up, with the server idle, "
-        "the argon2 limit is measured again (one process per core), and the load follows at once.",
+        "Email + password sign-ups on SQLite at 1, 16 and 64 clients, Keyhall and FastAPI-Users in turn",
+        "Distinct emails, each one a new user: Keyhall's full path (validation, a uniqueness read, one "
+        "argon2id hash, one insert) and the peer's `POST /auth/register` (bench/peer/app.py: "
+        "FastAPI-Users' documented SQLAlchemy setup, JWT backend, argon2id at t=2, m=19456 KiB, p=1 "
+        "through its PasswordHelper, under `uvicorn --workers 2` in its own virtualenv; it answers HTTP "
+        "201). Both servers run on fresh databases side by side; at each concurrency their loads take "
+        "turns (Keyhall first, then the peer first at the next), and each load has an argon2-limit "
+        "reading (one process per core) right before and right after it, with the servers idle.",
         _signup_scenario("sqlite"),
     ),
     Scenario(
         "signup-postgres",
-        "Email + password sign-ups on PostgreSQL at 1, 16 and 64 clients",
-        "The same loads as signup-sqlite, against a fresh PostgreSQL database each.",
+        "Email + password sign-ups on PostgreSQL at 1, 16 and 64 clients, Keyhall and FastAPI-Users in turn",
+        "The same loads as signup-sqlite, against a fresh PostgreSQL database for each server.",
         _signup_scenario("postgres"),
-    ),
-    Scenario(
-        "peer-signup",
-        "FastAPI-Users (the peer): POST /auth/register at 1, 16 and 64 clients",
-        "The peer app (bench/peer/app.py: FastAPI-Users' documented SQLAlchemy setup, JWT backend, "
-        "argon2id at t=2, m=19456 KiB, p=1 through its PasswordHelper) under `uvicorn --workers 2`, "
-        "in its own virtualenv, against a fresh SQLite file or PostgreSQL database per concurrency; "
-        "the same bodies, warm-up and limit measurement as Keyhall's sign-ups. It answers HTTP 201.",
-        _peer_scenario,
     ),
     Scenario(
         "reads",
         "Reads with a valid token: Keyhall's get-profile against the peer's /users/me",
         "Users signed up and signed in first (not measured); then `GET /api/v3/get-profile` on Keyhall "
-        "and `GET /users/me` on the peer, each with a valid bearer token (the users' tokens in turn), at "
-        "every concurrency. Both verify the JWT and read the user from the database.",
+        "and `GET /users/me` on the peer, each with a valid bearer token (the users' tokens in turn), the "
+        "two servers taking turns at every concurrency. Both verify the JWT and read the user from the "
+        "database.",
         _reads_scenario,
     ),
     Scenario(

@@ -1,20 +1,20 @@
 """Sign-ups at 1, 16 and 64 clients against the argon2 limit, and Keyhall side by side with FastAPI-Users.
 
-- ``keyhall_signups``: for each concurrency a fresh ``keyhall serve --workers 2``; after the warm-up,
-  with the server idle, the argon2 limit is measured (bench.limit), then the load runs. The ratio of the
-  two is the share of the machine's hashing capacity that reached users as sign-ups.
-- ``peer_signups``: the same loads against FastAPI-Users' ``POST /auth/register`` (bench/peer), same
-  workers, same argon2 parameters, same limit measurement.
+- ``signups``: ``keyhall serve --workers 2`` and the peer (bench/peer, FastAPI-Users under uvicorn with
+  as many workers), both up on fresh databases; at each concurrency a Keyhall load and a peer load
+  (``POST /auth/register``, same bodies), in turn. Around each load, with the servers idle, the argon2
+  limit is read (bench.limit); sign-ups/s over it is the share of the machine's hashing capacity that
+  reached users as sign-ups.
 - ``reads``: users signed up and signed in once (not measured), then ``GET /api/v3/get-profile`` on
-  Keyhall and ``GET /users/me`` on the peer, each with a valid bearer token, at every concurrency.
+  Keyhall and ``GET /users/me`` on the peer, each with a valid bearer token, in turn at each concurrency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,111 +48,140 @@ PEER_OK = "HTTP 200"
 PROFILE_PATH = "/api/v3/get-profile"
 
 
-def keyhall_signups(backend: str, sizes: Sizes, workdir: Path, limit: Argon2Limit) -> list[Run]:
-    """One server, the loads one after the other (each with its own emails, warm-up and limit readings)."""
+def signups(backend: str, sizes: Sizes, workdir: Path, limit: Argon2Limit) -> list[Run]:
+    """Keyhall and the peer, both up on fresh databases, their loads in turn at each concurrency.
+
+    Taking turns (Keyhall first at one concurrency, the peer first at the next) keeps each pair of
+    figures close in time on a machine whose other work comes and goes.
+    """
     runs: list[Run] = []
-    with keyhall_server(backend, workdir) as server:
-        for concurrency in sizes.levels:
-            tag = uuid.uuid4().hex[:8]
-            count = sizes.signups_serial if concurrency == 1 else sizes.signups
-            warmup = [email_body(f"warmup-{i}.{tag}@example.com") for i in range(_warmup(sizes, concurrency))]
-            bodies = [email_body(f"user-{i}.{tag}@example.com") for i in range(count)]
-            readings: list[Limit] = []
-            already = server.user_count()
-            measured = asyncio.run(
-                _measure(
-                    server,
-                    warmup,
-                    [bodies],
-                    concurrency,
-                    sizes.deadline_s,
-                    before=functools.partial(_take_limit, limit, sizes, readings),
-                    after=functools.partial(_take_limit, limit, sizes, readings),
-                )
-            )
-            log = read_log(server, measured.log_offset)
-            checks = _common_checks(server, measured, frozenset({OK}), log, already)
-            run = Run(backend, measured.load, frozenset({OK}), len(warmup), measured.cpu, log, checks)
-            run.limit, run.limit_readings, run.split = merge_limits(readings), readings, measured.split
-            runs.append(run)
+    with keyhall_server(backend, workdir) as server, peer_server(backend, workdir, WORKERS) as peer:
+        for index, concurrency in enumerate(sizes.levels):
+            pair = [
+                _keyhall_signups(server, sizes, limit, concurrency),
+                _peer_signups(peer, sizes, limit, concurrency),
+            ]
+            if index % 2:
+                pair.reverse()
+            runs += [make() for make in pair]
     return runs
 
 
-def peer_signups(backend: str, sizes: Sizes, workdir: Path, limit: Argon2Limit) -> list[Run]:
-    runs: list[Run] = []
-    with peer_server(backend, workdir, WORKERS) as server:
+def _keyhall_signups(server: RunningServer, sizes: Sizes, limit: Argon2Limit, concurrency: int) -> Any:
+    def make() -> Run:
+        tag = uuid.uuid4().hex[:8]
+        count = sizes.signups_serial if concurrency == 1 else sizes.signups
+        warmup = [email_body(f"warmup-{i}.{tag}@example.com") for i in range(_warmup(sizes, concurrency))]
+        bodies = [email_body(f"user-{i}.{tag}@example.com") for i in range(count)]
+        readings: list[Limit] = []
+        already = server.user_count()
+        measured = asyncio.run(
+            _measure(
+                server,
+                warmup,
+                [bodies],
+                concurrency,
+                sizes.deadline_s,
+                before=functools.partial(_take_limit, limit, sizes, readings),
+                after=functools.partial(_take_limit, limit, sizes, readings),
+            )
+        )
+        log = read_log(server, measured.log_offset)
+        checks = _common_checks(server, measured, frozenset({OK}), log, already)
+        run = Run(server.backend, measured.load, frozenset({OK}), len(warmup), measured.cpu, log, checks)
+        run.limit, run.limit_readings, run.split = merge_limits(readings), readings, measured.split
+        return run
+
+    return make
+
+
+def _peer_signups(server: PeerServer, sizes: Sizes, limit: Argon2Limit, concurrency: int) -> Any:
+    def make() -> Run:
         register = functools.partial(
             encode_json, "POST", "/auth/register", server.base_url.removeprefix("http://"), {}
         )
-        for concurrency in sizes.levels:
-            tag = uuid.uuid4().hex[:8]
-            count = sizes.signups_serial if concurrency == 1 else sizes.signups
-            warmup = [
-                register({"email": f"warmup-{i}.{tag}@example.com", "password": PASSWORD})
-                for i in range(_warmup(sizes, concurrency))
-            ]
-            requests = [
-                register({"email": f"user-{i}.{tag}@example.com", "password": PASSWORD}) for i in range(count)
-            ]
-            readings: list[Limit] = []
-            already = server.user_count()
-            measured = asyncio.run(
-                measure_requests(
-                    server,
-                    warmup,
-                    [requests],
-                    concurrency,
-                    sizes.deadline_s,
-                    label=http_status_of,
-                    probe_path="/health",
-                    before=functools.partial(_take_limit, limit, sizes, readings),
-                    after=functools.partial(_take_limit, limit, sizes, readings),
-                )
+        tag = uuid.uuid4().hex[:8]
+        count = sizes.signups_serial if concurrency == 1 else sizes.signups
+        warmup = [
+            register({"email": f"warmup-{i}.{tag}@example.com", "password": PASSWORD})
+            for i in range(_warmup(sizes, concurrency))
+        ]
+        requests = [
+            register({"email": f"user-{i}.{tag}@example.com", "password": PASSWORD}) for i in range(count)
+        ]
+        readings: list[Limit] = []
+        already = server.user_count()
+        measured = asyncio.run(
+            measure_requests(
+                server,
+                warmup,
+                [requests],
+                concurrency,
+                sizes.deadline_s,
+                label=http_status_of,
+                probe_path="/health",
+                before=functools.partial(_take_limit, limit, sizes, readings),
+                after=functools.partial(_take_limit, limit, sizes, readings),
             )
-            expected = frozenset({PEER_CREATED})
-            checks = _peer_checks(server, measured, expected, stored_per=PEER_CREATED, already=already)
-            run = Run(backend, measured.load, expected, len(warmup), measured.cpu, LogSummary(), checks)
-            run.server, run.limit, run.split = PEER, merge_limits(readings), measured.split
-            run.limit_readings = readings
-            runs.append(run)
-    return runs
+        )
+        expected = frozenset({PEER_CREATED})
+        checks = _peer_checks(server, measured, stored_per=PEER_CREATED, already=already)
+        log = _peer_log(server, measured.log_offset)
+        run = Run(server.backend, measured.load, expected, len(warmup), measured.cpu, log, checks)
+        run.server, run.limit, run.split = PEER, merge_limits(readings), measured.split
+        run.limit_readings = readings
+        return run
+
+    return make
 
 
 def reads(backend: str, sizes: Sizes, workdir: Path) -> list[Run]:
-    """Keyhall's get-profile and the peer's /users/me at every concurrency, on one server each."""
+    """Keyhall's get-profile and the peer's /users/me, both servers up, in turn at each concurrency."""
     runs: list[Run] = []
-    with keyhall_server(backend, workdir) as server:
-        tokens = asyncio.run(_keyhall_tokens(server, sizes.read_users))
-        host = server.base_url.removeprefix("http://")
-        requests = [
+    with keyhall_server(backend, workdir) as server, peer_server(backend, workdir, WORKERS) as peer:
+        ours = asyncio.run(_keyhall_tokens(server, sizes.read_users))
+        theirs = asyncio.run(_peer_tokens(peer, sizes.read_users))
+        host, peer_host = server.base_url.removeprefix("http://"), peer.base_url.removeprefix("http://")
+        our_requests = [
             encode_request(
                 "GET",
                 PROFILE_PATH,
                 host,
                 {"x-genauth-app-id": server.app_id, "authorization": f"Bearer {token}"},
             )
-            for token in tokens
+            for token in ours
         ]
-        for concurrency in sizes.levels:
-            measured = asyncio.run(_read_load(server, requests, sizes, concurrency, envelope_of, "/healthz"))
+        their_requests = [
+            encode_request("GET", "/users/me", peer_host, {"authorization": f"Bearer {token}"})
+            for token in theirs
+        ]
+
+        def keyhall_reads(concurrency: int) -> Run:
+            measured = asyncio.run(
+                _read_load(server, our_requests, sizes, concurrency, envelope_of, "/healthz")
+            )
             log = read_log(server, measured.log_offset, PROFILE_PATH)
             checks = _read_checks(measured, frozenset({OK}), log)
             run = Run(backend, measured.load, frozenset({OK}), sizes.warmup, measured.cpu, log, checks)
             run.kind, run.split = "read", measured.split
-            runs.append(run)
-    with peer_server(backend, workdir, WORKERS) as peer:
-        tokens = asyncio.run(_peer_tokens(peer, sizes.read_users))
-        host = peer.base_url.removeprefix("http://")
-        requests = [
-            encode_request("GET", "/users/me", host, {"authorization": f"Bearer {token}"}) for token in tokens
-        ]
-        for concurrency in sizes.levels:
-            measured = asyncio.run(_read_load(peer, requests, sizes, concurrency, http_status_of, "/health"))
+            return run
+
+        def peer_reads(concurrency: int) -> Run:
+            measured = asyncio.run(
+                _read_load(peer, their_requests, sizes, concurrency, http_status_of, "/health")
+            )
+            checks = _peer_checks(peer, measured, stored_per=None)
+            log = _peer_log(peer, measured.log_offset)
             expected = frozenset({PEER_OK})
-            checks = _peer_checks(peer, measured, expected, stored_per=None)
-            run = Run(backend, measured.load, expected, sizes.warmup, measured.cpu, LogSummary(), checks)
+            run = Run(backend, measured.load, expected, sizes.warmup, measured.cpu, log, checks)
             run.server, run.kind, run.split = PEER, "read", measured.split
-            runs.append(run)
+            return run
+
+        for index, concurrency in enumerate(sizes.levels):
+            pair = [keyhall_reads, peer_reads]
+            if index % 2:
+                pair.reverse()
+            runs += [make(concurrency) for make in pair]
     return runs
 
 
@@ -254,20 +283,12 @@ def _read_checks(measured: _Measured, expected: frozenset[str], log: LogSummary)
 
 
 def _peer_checks(
-    server: PeerServer,
-    measured: _Measured,
-    expected: frozenset[str],
-    stored_per: str | None,
-    already: int = 0,
+    server: PeerServer, measured: _Measured, stored_per: str | None, already: int = 0
 ) -> list[Check]:
+    """The suite's own checks on a peer load. The peer's answers other than success are not a check:
+    they are its error count, a result the tables report (and its log's exceptions are shown)."""
     load = measured.load
-    unexpected = load.unexpected(expected)
     checks = [
-        Check(
-            "every answer as expected",
-            unexpected == 0,
-            f"{unexpected} of {load.sent} answers outside {{{', '.join(sorted(expected))}}}",
-        ),
         Check("every request sent in time", load.not_sent == 0, f"{load.not_sent} not sent (deadline)"),
     ]
     if stored_per is not None:
@@ -282,16 +303,17 @@ def _peer_checks(
                 + f", {created} answers {stored_per} (warm-up included)",
             )
         )
-    tracebacks = Counter(
-        line.split(":", 1)[0]
-        for line in server.log_text().splitlines()
-        if line.startswith(("ERROR", "Traceback", "CRITICAL"))
-    )
-    checks.append(
-        Check(
-            "no error lines in the peer's log",
-            not tracebacks,
-            ", ".join(f"{n} {kind}" for kind, n in tracebacks.items()) or "none",
-        )
-    )
     return checks
+
+
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*")
+
+
+def _peer_log(server: PeerServer, measured_from: int) -> LogSummary:
+    """The exceptions the peer logged during the load (the last line of each traceback), as notable."""
+    summary = LogSummary()
+    tail = server.log_path.read_bytes()[measured_from:].decode("utf-8", errors="replace")
+    for line in tail.splitlines():
+        if _EXCEPTION.match(line):
+            summary.notable.append(line)
+    return summary
