@@ -126,3 +126,42 @@ def test_sign_in_rehashes_when_the_pool_parameters_change(
             m=original[1],
             id=server.pool_id,
         )
+
+
+def test_reads_refuse_a_revoked_token_and_a_deleted_user(
+    server: RunningServer, client: httpx.Client, unique: str
+) -> None:
+    """get-profile, get-security-info and /oidc/me read the user and the token's revocation in one
+    statement: each must still refuse a revoked token and a token whose user is gone."""
+    reads = (
+        lambda token: client.get("/api/v3/get-profile", headers={"authorization": token}).json(),
+        lambda token: client.get(
+            "/api/v3/get-security-info", headers={"authorization": f"Bearer {token}"}
+        ).json(),
+    )
+
+    def me(token: str) -> httpx.Response:
+        return client.get("/oidc/me", headers={"authorization": f"Bearer {token}"})
+
+    email = f"revoked.{unique}@example.com"
+    user_id = sign_up(client, email)
+    revoked, kept = (sign_in(client, email)["data"]["access_token"] for _ in range(2))
+    for read in reads:
+        assert read(revoked)["statusCode"] == 200
+    assert me(revoked).json()["sub"] == user_id
+    gone = client.post(
+        "/oidc/token/revocation",
+        data={"token": revoked, "client_id": server.app_id, "client_secret": server.app_secret},
+    )
+    assert gone.status_code == 200
+    for read in reads:
+        answer = read(revoked)
+        assert answer["statusCode"] == 401 and "revoked" in answer["message"], answer
+        assert read(kept)["statusCode"] == 200  # only that token's jti is revoked
+    assert me(revoked).status_code == 401 and me(kept).status_code == 200
+
+    server.sql("DELETE FROM users WHERE id = :id", id=user_id)
+    for read in reads:
+        answer = read(kept)
+        assert answer["statusCode"] == 401 and "no longer exists" in answer["message"], answer
+    assert me(kept).status_code == 401

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,12 +22,14 @@ from keyhall.server.identity.app import App
 from keyhall.server.identity.normalise import normalise_username
 from keyhall.server.identity.password_policy import normalise_password, password_security_level
 from keyhall.server.store import repository
-from keyhall.server.store.db import read_transaction, write_transaction
+from keyhall.server.store.db import read_one, read_transaction, write_transaction
 from keyhall.server.store.tables import Identity, User
-from keyhall.server.tokens.issuer import Tokens
+from keyhall.server.tokens.issuer import Tokens, revoked_flag
 
 users = cast(Table, User.__table__)
 identities = cast(Table, Identity.__table__)
+
+_USER_BY_TOKEN = select(users, revoked_flag).where(users.c.id == bindparam("user_id"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,25 @@ class Account:
         """The user's row; InvalidToken when the user is gone or is in another pool."""
         async with read_transaction(self._engine) as conn:
             user = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        if user is None or user.pool_id != app.pool_id:
+            raise InvalidToken(reason="belongs to a user that no longer exists")
+        return user
+
+    async def signed_in_user(self, app: App, token: str) -> tuple[dict[str, Any], Any]:
+        """The claims of ``token`` (an access token issued to ``app``) and its user's row, in one read.
+
+        The user and the token's revocation are read by one statement; InvalidToken (401) when the token
+        is invalid, revoked, or its user is gone or in another pool.
+        """
+        claims = await self._tokens.signed_access_claims(token, audience=app.id)
+        return claims, await self.token_user(app, claims)
+
+    async def token_user(self, app: App, claims: dict[str, Any]) -> Any:
+        """The user of signed, unexpired access-token ``claims`` (``Tokens.signed_access_claims``), with
+        the token's revocation checked in the same statement; InvalidToken (401) otherwise."""
+        user = await read_one(self._engine, _USER_BY_TOKEN, {"user_id": claims["sub"], "jti": claims["jti"]})
+        if user is not None and user.token_revoked:
+            raise InvalidToken(reason="has been revoked")
         if user is None or user.pool_id != app.pool_id:
             raise InvalidToken(reason="belongs to a user that no longer exists")
         return user

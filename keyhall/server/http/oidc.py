@@ -99,11 +99,11 @@ async def userinfo(request: Request) -> Response:
         if not token_value:
             raise InvalidToken(reason="is missing (send Authorization: Bearer <token>)")
         keyhall = services(request)
-        claims = await keyhall.tokens.verify_access(token_value)
+        claims = await keyhall.tokens.signed_access_claims(token_value)
         app = await keyhall.apps.get(str(claims["aud"]))
         if app is None:
             raise InvalidToken(reason="was issued to an application that no longer exists")
-        user = await keyhall.account.profile(app, claims["sub"])
+        user = await keyhall.account.token_user(app, claims)
         request_info(request).user_id = user.id
         return _json(request, user_claims(user, claims["scope"]))
 

@@ -40,6 +40,13 @@ async def access_claims(request: Request, app: App) -> dict[str, Any]:
     return claims
 
 
+async def signed_in_user(request: Request, app: App) -> Any:
+    """The row of the user whose access token (issued to ``app``) came with the request; else 401."""
+    _claims, user = await services(request).account.signed_in_user(app, bearer_token(request))
+    request_info(request).user_id = user.id
+    return user
+
+
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "").strip()
     if header[:7].lower() == "bearer ":
@@ -102,11 +109,10 @@ class UpdatePasswordDto(_Wire):
 @router.get("/api/v3/get-profile", summary="The signed-in user's profile", response_model=UserSingleRespDto)
 async def get_profile(request: Request) -> JSONResponse:
     app = await resolve_app(request)
-    claims = await access_claims(request, app)
     with_custom_data = _flag(request, "withCustomData")
     with_identities = _flag(request, "withIdentities")
     account = services(request).account
-    user = await account.profile(app, claims["sub"])
+    user = await signed_in_user(request, app)
     found = await account.identities(user.id) if with_identities else None
     body = render_user(user, found)
     if not with_custom_data:
@@ -177,8 +183,7 @@ async def update_password(request: Request) -> JSONResponse:
 @router.get("/api/v3/get-security-info", summary="What protects the signed-in user's account")
 async def get_security_info(request: Request) -> JSONResponse:
     app = await resolve_app(request)
-    claims = await access_claims(request, app)
-    user = await services(request).account.profile(app, claims["sub"])
+    user = await signed_in_user(request, app)
     return ok(request_info(request), security_info(user))
 
 

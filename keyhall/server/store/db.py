@@ -22,8 +22,9 @@ from typing import Any
 
 import asyncpg.exceptions as asyncpg_errors
 from sqlalchemy import event, exc
-from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.engine import URL, ExceptionContext, Row, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
 
 SQLITE_BUSY_TIMEOUT_S = 30
 _WRITE = "keyhall_write"
@@ -172,6 +173,19 @@ async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection
         yield conn
 
 
+async def read_one(engine: AsyncEngine, statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
+    """The first row of one read-only statement, run without BEGIN and COMMIT around it.
+
+    A single statement is atomic and sees one snapshot on its own, so the explicit transaction of
+    ``read_transaction`` buys a one-statement read nothing and costs two round trips to the database
+    (on SQLite, two hand-offs to aiosqlite's thread, each a task switch, on PostgreSQL two messages to
+    the server). The hot reads that answer every signed-in request (get-profile) go through here.
+    """
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return (await conn.execute(statement, params)).first()
+
+
 _writer_locks: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -200,5 +214,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # read_one: each statement is its own transaction
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN")

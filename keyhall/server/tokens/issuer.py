@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import jwt
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Table, bindparam, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,18 +29,23 @@ from keyhall.server.clock import Clock
 from keyhall.server.errors import InvalidGrant, InvalidToken
 from keyhall.server.identity.app import App
 from keyhall.server.identity.ids import new_id
-from keyhall.server.store.db import read_transaction, write_transaction
+from keyhall.server.store.db import read_one, read_transaction, write_transaction
 from keyhall.server.store.tables import RefreshToken, RevokedAccessToken, User
 from keyhall.server.tokens.claims import user_claims
 from keyhall.server.tokens.keys import SigningKeys
 
-__all__ = ["TokenSet", "Tokens"]
+__all__ = ["TokenSet", "Tokens", "revoked_flag"]
 
 refresh_tokens = cast(Table, RefreshToken.__table__)
 revoked = cast(Table, RevokedAccessToken.__table__)
 users = cast(Table, User.__table__)
 
 _PURGE_EVERY = 500
+
+# Whether the access token with the bound ``jti`` has been revoked, as a column a caller can add to the
+# statement it runs anyway (get-profile reads the user and this flag in one round trip).
+revoked_flag = exists().where(revoked.c.jti == bindparam("jti")).label("token_revoked")
+_REVOKED = select(revoked.c.jti).where(revoked.c.jti == bindparam("jti"))
 
 
 @dataclass(frozen=True)
@@ -123,13 +128,20 @@ class Tokens:
 
     async def verify_access(self, token: str, audience: str | None = None) -> dict[str, Any]:
         """The claims of a valid, unrevoked access token (for ``audience`` when given); else InvalidToken."""
+        claims = await self.signed_access_claims(token, audience)
+        if await read_one(self._engine, _REVOKED, {"jti": claims["jti"]}) is not None:
+            raise InvalidToken(reason="has been revoked")
+        return claims
+
+    async def signed_access_claims(self, token: str, audience: str | None = None) -> dict[str, Any]:
+        """The claims of an access token signed by this server, unexpired, for ``audience`` when given.
+
+        Revocation is NOT checked here: the caller must, in the same statement as its own read (see
+        ``revoked_flag``), or call ``verify_access`` instead.
+        """
         claims = await self._decode(token, audience)
         if "scope" not in claims or "at_hash" in claims:
             raise InvalidToken(reason="is not an access token")
-        async with read_transaction(self._engine) as conn:
-            gone = (await conn.execute(select(revoked.c.jti).where(revoked.c.jti == claims["jti"]))).first()
-        if gone is not None:
-            raise InvalidToken(reason="has been revoked")
         return claims
 
     async def introspect(self, app: App, token: str) -> dict[str, Any]:
