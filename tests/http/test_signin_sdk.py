@@ -56,8 +56,8 @@ async def test_async_client_signs_in_and_refreshes(server: RunningServer, unique
 
 
 def test_clients_without_the_app_secret_sign_in(server: RunningServer, unique: str) -> None:
-    # A public client (no secret) sends no client_id in the sign-in body: a client_id without its
-    # secret is refused as wrong credentials (401).
+    # A public client (no secret) sends no client credentials at all; the server would also take a
+    # client_id alone (a public client, as the official SDKs send it), just not trust it for clientIp.
     email = f"kh.public.{unique}@example.com"
     with AuthenticationClient(server.app_id, server.base_url) as client:
         user_id = client.sign_up_by_email_password(email, STRONG)["data"]["userId"]

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyhall._crypto import sm2
 from keyhall.sdk._encryption import encrypt_password
@@ -170,7 +172,22 @@ def _junk(server: RunningServer, other_app_id: str) -> list[tuple[str, str, str]
         ("sm2 other pool", "sm2", theirs["sm2"]),
         ("sm2 sent as rsa", "rsa", sm2_hex),
         ("sm2 oversized", "sm2", "ab" * 2048),
+        # Well-formed ciphertexts under the pool's own keys whose plaintext is not a password: what a bad
+        # PKCS#1 v1.5 padding decrypts to under OpenSSL's implicit rejection (random bytes, no error).
+        ("rsa plaintext not UTF-8", "rsa", _rsa_encrypt(ours, b"\xff\xfe\xfd-Horse-42")),
+        ("rsa plaintext with NUL", "rsa", _rsa_encrypt(ours, b"Correct\x00Horse-42")),
+        ("rsa plaintext with ESC", "rsa", _rsa_encrypt(ours, b"\x1b[0mHorse-42")),
+        ("rsa plaintext lone surrogate", "rsa", _rsa_encrypt(ours, b"Horse-42\xed\xa0\x80")),
+        ("sm2 plaintext not UTF-8", "sm2", sm2.encrypt(ours["sm2"]["publicKey"], b"\xc3\x28-Horse-42")),
+        ("sm2 plaintext with NUL", "sm2", sm2.encrypt(ours["sm2"]["publicKey"], b"Correct\x00Horse-42")),
     ]
+
+
+def _rsa_encrypt(system: Any, plaintext: bytes) -> str:
+    """``plaintext`` (any bytes) RSA PKCS#1 v1.5-encrypted under the RSA key of a /api/v3/system answer."""
+    key = serialization.load_pem_public_key(system["rsa"]["publicKey"].encode("ascii"))
+    assert isinstance(key, rsa.RSAPublicKey)
+    return base64.b64encode(key.encrypt(plaintext, padding.PKCS1v15())).decode("ascii")
 
 
 def test_junk_ciphertexts_are_499_2016_and_store_nothing(

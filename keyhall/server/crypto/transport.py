@@ -22,7 +22,7 @@ rare pseudo-random result can still pass these checks; it is then simply a wrong
 Same answer, same time class: a ciphertext is tried with *every* key of its kind in the ring, even
 after one has worked, and a value that cannot even be parsed is replaced by a stand-in that costs a
 full private-key operation. How long a request takes then depends on the pool's number of keys, not on
-what was sent or why it failed. Decryption costs about 0.3 ms per RSA key and 5 ms per SM2 key: it runs
+what was sent or why it failed. Decryption costs about 0.2 ms per RSA key and 1.2 ms per SM2 key: it runs
 in the bounded CPU pool.
 """
 
