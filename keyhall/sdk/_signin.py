@@ -30,8 +30,8 @@ def sign_in_body(
 ) -> JSONDict:
     """The JSON body of ``POST /api/v3/signin``; the app's credentials go in the Basic header.
 
-    ``client_id`` goes in the body only with a secret: a ``client_id`` without ``client_secret`` is
-    refused as wrong credentials, so a client without the app secret (a public client) sends neither.
+    ``client_id`` goes in the body only with a secret. The server would take a ``client_id`` alone as a
+    public client, but it proves nothing, so a client without the app secret sends neither.
     """
     return {
         "connection": connection,

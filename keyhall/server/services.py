@@ -14,7 +14,7 @@ from keyhall.server.courier.outbox import Outbox, RetryPolicy
 from keyhall.server.courier.transports import transports_from
 from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.kek import KeyEncryptionKey
-from keyhall.server.crypto.passwords import PasswordHasher
+from keyhall.server.crypto.passwords import Argon2Params, PasswordHasher
 from keyhall.server.crypto.transport import PasswordTransport
 from keyhall.server.flows.account import Account
 from keyhall.server.flows.codes import Codes
@@ -100,6 +100,7 @@ class Services:
         transport = PasswordTransport(key_store.load, cpu, clock, settings.transport_key_refresh_s)
         await transport.start()  # a wrong secret key fails here, at start-up
         common_passwords()  # load the list now rather than in the first sign-up
+        await hasher.prepare(Argon2Params())  # the unknown-account dummy hash at the default parameters
         limiter: RateLimiter
         if settings.redis_url:  # shared counters in Redis, failing closed when it is away
             limiter = RedisRateLimiter(

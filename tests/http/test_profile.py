@@ -165,3 +165,31 @@ def test_reads_refuse_a_revoked_token_and_a_deleted_user(
         answer = read(kept)
         assert answer["statusCode"] == 401 and "no longer exists" in answer["message"], answer
     assert me(kept).status_code == 401
+
+
+def test_a_user_suspended_after_signing_in_loses_the_access_token_at_once(
+    server: RunningServer, client: httpx.Client, unique: str
+) -> None:
+    email = f"suspended.after.{unique}@example.com"
+    user_id = sign_up(client, email)
+    auth = {"authorization": sign_in(client, email)["data"]["access_token"]}
+    assert client.get("/api/v3/get-profile", headers=auth).json()["statusCode"] == 200
+    server.sql("UPDATE users SET status = 'Suspended' WHERE id = :id", id=user_id)
+    for answer in (
+        client.get("/api/v3/get-profile", headers=auth).json(),
+        client.get("/api/v3/get-security-info", headers=auth).json(),
+        client.post("/api/v3/update-profile", json={"nickname": "x"}, headers=auth).json(),
+        client.post(
+            "/api/v3/update-password", json={"newPassword": NEW, "oldPassword": STRONG}, headers=auth
+        ).json(),
+    ):
+        assert answer["statusCode"] == 401 and "Suspended" in answer["message"], answer
+    assert (
+        client.get("/oidc/me", headers={"authorization": f"Bearer {auth['authorization']}"}).status_code
+        == 401
+    )
+    assert (
+        server.sql("SELECT nickname FROM users WHERE id = :id", id=user_id)[0][0] is None
+    )  # nothing changed
+    server.sql("UPDATE users SET status = 'Activated' WHERE id = :id", id=user_id)
+    assert client.get("/api/v3/get-profile", headers=auth).json()["statusCode"] == 200

@@ -82,6 +82,12 @@ class PasswordHasher:
         await self.verify(dummy, password, params)
         return Verification(matches=False)
 
+    async def prepare(self, params: Argon2Params) -> None:
+        """Make the dummy hash for ``params`` now (at start-up, for the default parameters), so that the
+        first unknown account a process sees is not the one that pays for it: that request would take
+        a hash and a verification, twice a wrong password's time."""
+        await self._dummy(params)
+
     async def _dummy(self, params: Argon2Params) -> str:
         dummy = self._dummies.get(params)
         if dummy is None:

@@ -72,9 +72,7 @@ class Account:
         """The user's row; InvalidToken when the user is gone or is in another pool."""
         async with read_transaction(self._engine) as conn:
             user = (await conn.execute(select(users).where(users.c.id == user_id))).first()
-        if user is None or user.pool_id != app.pool_id:
-            raise InvalidToken(reason="belongs to a user that no longer exists")
-        return user
+        return _token_holder(app, user)
 
     async def signed_in_user(self, app: App, token: str) -> tuple[dict[str, Any], Any]:
         """The claims of ``token`` (an access token issued to ``app``) and its user's row, in one read.
@@ -91,9 +89,7 @@ class Account:
         user = await read_one(self._engine, _USER_BY_TOKEN, {"user_id": claims["sub"], "jti": claims["jti"]})
         if user is not None and user.token_revoked:
             raise InvalidToken(reason="has been revoked")
-        if user is None or user.pool_id != app.pool_id:
-            raise InvalidToken(reason="belongs to a user that no longer exists")
-        return user
+        return _token_holder(app, user)
 
     async def identities(self, user_id: str) -> list[dict[str, Any]]:
         """The user's external identities as IdentityDto dicts."""
@@ -176,6 +172,19 @@ class Account:
                 )
             )
             return await self._tokens.revoke_other_sessions(conn, user.id, session_id)
+
+
+def _token_holder(app: App, user: Any) -> Any:
+    """``user`` if an access token of ``app`` may still act for it; InvalidToken (401) otherwise.
+
+    A user suspended or deactivated after signing in loses the use of their unexpired access tokens at
+    once, as they lose sign-in: the token outlives the decision by up to its lifetime otherwise.
+    """
+    if user is None or user.pool_id != app.pool_id:
+        raise InvalidToken(reason="belongs to a user that no longer exists")
+    if user.status != "Activated":
+        raise InvalidToken(reason=f"belongs to an account that can no longer sign in ({user.status})")
+    return user
 
 
 def security_info(user: Any) -> dict[str, Any]:
