@@ -57,3 +57,13 @@ if ! redis_up; then
 fi
 redis_up || { echo "services: Redis is not answering on $host:$redis_port" >&2; exit 1; }
 echo "services: Redis ready on $host:$redis_port" >&2
+
+# Node.js and npm run the JavaScript SDKs' own encryption packages (jsencrypt, sm-crypto) for the
+# transport tests; tests/support/js.py installs those packages from tests/js/package-lock.json.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "services: installing Node.js and npm" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq nodejs npm >/dev/null
+fi
+echo "services: Node.js $(node --version) ready" >&2
