@@ -29,6 +29,7 @@ from sqlalchemy.sql import Executable
 
 SQLITE_BUSY_TIMEOUT_S = 30
 _WRITE = "keyhall_write"
+_SINGLE = "keyhall_single_statement"
 # Connecting to PostgreSQL when no ``timeout_s`` is given (the CLI): long enough for a database across a
 # slow network, far below asyncpg's default of 60 s.
 CONNECT_TIMEOUT_S = 10.0
@@ -221,7 +222,13 @@ async def read_one(engine: AsyncEngine, statement: Executable, params: dict[str,
     the server). The hot reads that answer every signed-in request (get-profile) go through here.
     """
     async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if is_sqlite(engine):
+            # Not isolation_level="AUTOCOMMIT": aiosqlite sets it on its thread, two more hand-offs (set,
+            # and reset at check-in). The connection is in sqlite3's autocommit mode already (see
+            # _configure_sqlite); the "begin" listener just leaves out the BEGIN.
+            conn = await conn.execution_options(**{_SINGLE: True})
+        else:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         return (await conn.execute(statement, params)).first()
 
 
@@ -254,6 +261,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         options = conn.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
-            return  # read_one: each statement is its own transaction
+        if options.get(_SINGLE, False):
+            return  # read_one: the statement is its own transaction
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN")
