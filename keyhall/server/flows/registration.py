@@ -43,7 +43,7 @@ from keyhall.server.identity.normalise import (
 )
 from keyhall.server.identity.password_policy import password_security_level
 from keyhall.server.store import repository
-from keyhall.server.store.db import read_transaction, write_transaction
+from keyhall.server.store.db import single_statement, write_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -148,7 +148,7 @@ class Registration:
             "username_norm": username[1] if username else None,
             "phone_e164": phone.e164 if phone else None,
         }
-        async with read_transaction(self._engine) as conn:
+        async with single_statement(self._engine) as conn:
             taken = await repository.find_taken(conn, app.pool_id, **keys)
         _raise_taken(taken)
         uses = await self._check_codes(app, request, email, phone)
@@ -190,7 +190,7 @@ class Registration:
             )
         if not request.pass_code:
             raise InvalidArgument(field=PASSCODE_FIELD, reason="it is required")
-        async with read_transaction(self._engine) as conn:
+        async with single_statement(self._engine) as conn:
             taken = await repository.find_taken(
                 conn,
                 app.pool_id,

@@ -213,22 +213,29 @@ async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection
         yield conn
 
 
-async def read_one(engine: AsyncEngine, statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
-    """The first row of one read-only statement, run without BEGIN and COMMIT around it.
+@asynccontextmanager
+async def single_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for ONE read-only statement, run without BEGIN and COMMIT around it.
 
     A single statement is atomic and sees one snapshot on its own, so the explicit transaction of
     ``read_transaction`` buys a one-statement read nothing and costs two round trips to the database
-    (on SQLite, two hand-offs to aiosqlite's thread, each a task switch, on PostgreSQL two messages to
-    the server). The hot reads that answer every signed-in request (get-profile) go through here.
+    (on SQLite, two hand-offs to aiosqlite's thread, each a task switch; on PostgreSQL two messages to
+    the server). The reads on every signed-in request and every sign-up go through here. Run a second
+    statement in it only if it may see a later snapshot than the first.
     """
     async with engine.connect() as conn:
         if is_sqlite(engine):
             # Not isolation_level="AUTOCOMMIT": aiosqlite sets it on its thread, two more hand-offs (set,
             # and reset at check-in). The connection is in sqlite3's autocommit mode already (see
             # _configure_sqlite); the "begin" listener just leaves out the BEGIN.
-            conn = await conn.execution_options(**{_SINGLE: True})
+            yield await conn.execution_options(**{_SINGLE: True})
         else:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def read_one(engine: AsyncEngine, statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
+    """The first row of one read-only statement (see ``single_statement``)."""
+    async with single_statement(engine) as conn:
         return (await conn.execute(statement, params)).first()
 
 
