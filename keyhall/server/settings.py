@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         description="How many CPU-heavy jobs may wait for a free slot per process; beyond that a request "
         "gets a 503 envelope with Retry-After instead of joining an ever-longer queue",
     )
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     db_timeout_s: float = Field(
         default=5.0,
         gt=0,
