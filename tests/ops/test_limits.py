@@ -1,4 +1,5 @@
-"""The bounded hashing queue (503 + Retry-After when full) and graceful shutdown on SIGTERM.
+"""The bounded hashing queue (503 + Retry-After when full), the header and keep-alive timeouts, and graceful
+shutdown on SIGTERM. (The request body limit is tested in tests/http/test_errors.py.)
 
 Each test starts its own one-worker SQLite server with one hashing slot, so a burst of sign-ups queues.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,8 @@ from tests.ops.test_observability import metric_value
 from tests.support.servers import RunningServer, start_server
 
 BURST = 16
+HEADER_TIMEOUT_S = 1
+KEEP_ALIVE_S = 2  # longer than the header timeout, so that the test can tell which of the two closed
 
 
 def _signup(server: RunningServer, email: str) -> httpx.Response:
@@ -48,7 +52,12 @@ def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
         f"sqlite:///{folder / 'keyhall.db'}",
         folder / "server.log",
         workers=1,
-        env={"KEYHALL_HASH_CONCURRENCY": "1", "KEYHALL_HASH_QUEUE_MAX": "1", "KEYHALL_TIMEOUT_HEADER_S": "1"},
+        env={
+            "KEYHALL_HASH_CONCURRENCY": "1",
+            "KEYHALL_HASH_QUEUE_MAX": "1",
+            "KEYHALL_TIMEOUT_HEADER_S": str(HEADER_TIMEOUT_S),
+            "KEYHALL_TIMEOUT_KEEP_ALIVE_S": str(KEEP_ALIVE_S),
+        },
     )
     yield server
     server.stop()
@@ -88,6 +97,43 @@ def test_a_connection_that_never_completes_its_request_head_is_closed(
         assert sock.recv(1024) == b""  # closed by the server (KEYHALL_TIMEOUT_HEADER_S=1), no answer
     # A well-behaved client is served as before.
     assert httpx.get(f"{busy_server.base_url}/healthz", timeout=10).status_code == 200
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(
+    busy_server: RunningServer,
+) -> None:
+    host, port = busy_server.base_url.removeprefix("http://").split(":")
+    request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        for _ in range(2):  # the connection is kept alive between requests that come in time
+            sock.sendall(request)
+            answer = _read_response(sock)
+            assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" not in answer.lower()
+        idle_since = time.monotonic()
+        assert sock.recv(1024) == b""  # closed by the server, with nothing more said
+        idle = time.monotonic() - idle_since
+    # The keep-alive timeout closed it, not the header timeout (shorter) and not never.
+    assert KEEP_ALIVE_S - 0.5 <= idle <= KEEP_ALIVE_S + 3, idle
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length body) from a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_sigterm_finishes_in_flight_signups_before_exiting(tmp_path: Path) -> None:

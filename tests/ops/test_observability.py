@@ -125,6 +125,18 @@ def test_marker_password_never_reaches_the_log(
     }
     client.post("/api/v3/signin", json=wrong)
     client.post("/api/v3/signin", json=good)
+    # Refresh tokens are opaque (no JWT header to match): add the ones issued here to the patterns the
+    # session hook scans every log for, after using one at the token endpoint and reusing it (refused).
+    offline = {**good, "options": {"scope": "openid profile offline_access"}}
+    signed_in = client.post("/api/v3/signin", json=offline).json()
+    refresh = signed_in["data"]["refresh_token"]
+    assert refresh and not refresh.startswith("eyJ"), signed_in
+    SECRET_PATTERNS.append(refresh)
+    grant = {"grant_type": "refresh_token", "refresh_token": refresh, "client_id": server.app_id}
+    rotated = client.post("/oidc/token", data=grant).json()
+    assert rotated["refresh_token"], rotated
+    SECRET_PATTERNS.append(rotated["refresh_token"])
+    assert client.post("/oidc/token", data=grant).status_code == 400  # a used refresh token: refused
     client.get("/healthz")
     text = server.log_text()
     for pattern in SECRET_PATTERNS:

@@ -295,8 +295,14 @@ class UserDto(BaseModel):
     passwordSecurityLevel: int | None
     resetPasswordOnNextLogin: bool
     departmentIds: list[str]
-    identities: list[IdentityDto]
-    customData: dict[str, Any]
+    # get-profile leaves these two out unless asked (withIdentities, withCustomData); sign-up and
+    # update-profile always send them.
+    identities: list[IdentityDto] = Field(
+        default_factory=list, description="Only with withIdentities on get-profile"
+    )
+    customData: dict[str, Any] = Field(
+        default_factory=dict, description="Only with withCustomData on get-profile"
+    )
     statusChangedAt: str | None
 
 

@@ -40,7 +40,7 @@ def document_envelopes(schema: dict[str, Any]) -> dict[str, Any]:
             responses = operation["responses"]
             responses.pop("422", None)
             ok = responses.setdefault("200", {"description": "Successful Response"})
-            _allow_envelope(ok, components)
+            _allow_envelope(ok, components, api=path.startswith("/api/v3/"))
             if path.startswith("/api/v3/"):
                 _document_headers(operation)
             elif "/oidc/" in path and not any(code.startswith("4") for code in responses):
@@ -55,15 +55,19 @@ def document_envelopes(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _allow_envelope(response: dict[str, Any], components: dict[str, Any]) -> None:
+def _allow_envelope(response: dict[str, Any], components: dict[str, Any], *, api: bool) -> None:
     content = response.setdefault("content", {})
     json_body = content.get("application/json")
     if json_body is None:
         content["application/json"] = {"schema": {"$ref": ENVELOPE_REF}}
         return
     declared = json_body.get("schema") or {}
-    if not _is_envelope(declared, components):
-        json_body["schema"] = {"anyOf": [declared, {"$ref": ENVELOPE_REF}]} if declared else {}
+    if not declared:
+        # No response model: an /api/v3 route still answers the envelope (an empty schema would let any
+        # answer pass a schema check); other routes (OIDC, probes) answer what they document themselves.
+        json_body["schema"] = {"$ref": ENVELOPE_REF} if api else {}
+    elif not _is_envelope(declared, components):
+        json_body["schema"] = {"anyOf": [declared, {"$ref": ENVELOPE_REF}]}
 
 
 def _is_envelope(declared: dict[str, Any], components: dict[str, Any]) -> bool:

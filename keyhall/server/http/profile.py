@@ -18,6 +18,7 @@ from keyhall.server.http.context import parse_body, resolve_app, services
 from keyhall.server.http.dto import (
     PASSWORD_WIRE_MAX,
     CustomData,
+    Envelope,
     Long,
     Short,
     Url,
@@ -106,7 +107,24 @@ class UpdatePasswordDto(_Wire):
     passwordEncryptType: Annotated[Literal["none", "rsa", "sm2"], BeforeValidator(_lower)] | None = None
 
 
-@router.get("/api/v3/get-profile", summary="The signed-in user's profile", response_model=UserSingleRespDto)
+_FLAGS = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"true: include `{field}` in the answer (default false)",
+        "schema": {"type": "boolean", "default": False},
+    }
+    for name, field in (("withCustomData", "customData"), ("withIdentities", "identities"))
+]
+
+
+@router.get(
+    "/api/v3/get-profile",
+    summary="The signed-in user's profile",
+    response_model=UserSingleRespDto,
+    openapi_extra={"parameters": _FLAGS},
+)
 async def get_profile(request: Request) -> JSONResponse:
     app = await resolve_app(request)
     with_custom_data = _flag(request, "withCustomData")
@@ -156,6 +174,7 @@ async def update_profile(request: Request) -> JSONResponse:
 @router.post(
     "/api/v3/update-password",
     summary="Change the signed-in user's password (the other sessions' refresh tokens are revoked)",
+    response_model=Envelope,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -180,7 +199,24 @@ async def update_password(request: Request) -> JSONResponse:
     return ok(request_info(request))
 
 
-@router.get("/api/v3/get-security-info", summary="What protects the signed-in user's account")
+class SecurityInfoDto(BaseModel):
+    passwordSecurityLevel: int | None = Field(description="1-3, or null when no password is set")
+    mfaEnrolled: bool
+    passwordSet: bool
+    emailBinded: bool
+    phoneBinded: bool
+    securityScore: int = Field(description="0-100, see docs/configuration.md")
+
+
+class SecurityInfoRespDto(Envelope):
+    data: SecurityInfoDto | None = None
+
+
+@router.get(
+    "/api/v3/get-security-info",
+    summary="What protects the signed-in user's account",
+    response_model=SecurityInfoRespDto,
+)
 async def get_security_info(request: Request) -> JSONResponse:
     app = await resolve_app(request)
     user = await signed_in_user(request, app)
