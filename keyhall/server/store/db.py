@@ -7,9 +7,10 @@ the async driver (aiosqlite, asyncpg) and sets SQLite up for many writers: WAL, 
 
 On PostgreSQL the engine is built to survive the database going away and coming back (a restart, a
 failover) without a restart of Keyhall: connecting is bounded (asyncpg's own default is 60 s), the
-server's engine bounds every statement and the wait for a pooled connection (``timeout_s``), every
-checkout pings its connection first so that connections from before a restart are replaced rather than
-handed out, and a lost connection raises an error the server answers with 503 (see ``_on_error``).
+server's engine bounds every statement and the wait for a pooled connection (``timeout_s``), a
+connection that sat idle is pinged at checkout so that connections from before a restart are replaced
+rather than handed out (``_ping_idle_connections``), and a lost connection raises an error the server
+answers with 503 (see ``_on_error``).
 """
 
 from __future__ import annotations
