@@ -4,6 +4,7 @@ verifiable; PasswordHasher.verify and rehash."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,40 @@ async def running(
         yield services, app, clock
     finally:
         await services.stop()
+
+
+async def test_guesses_sent_at_once_get_no_more_checks_than_the_lockout_allows(
+    running: tuple[Services, App, ManualClock],
+) -> None:
+    """Sixteen wrong passwords at once against one account: exactly max_failures (10) are checked and
+    refused as wrong, the rest are refused as locked without a check, and the account is locked."""
+    services, app, _clock = running
+    email = f"parallel.{uuid.uuid4().hex[:10]}@example.com"
+    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    checks = 0
+    verify = services.hasher.verify
+
+    async def counting_verify(*args: object, **kwargs: object) -> object:
+        nonlocal checks
+        checks += 1
+        return await verify(*args, **kwargs)  # type: ignore[arg-type]
+
+    services.hasher.verify = counting_verify  # type: ignore[method-assign]
+
+    async def guess(n: int) -> str:
+        try:
+            await services.signin.sign_in_by_password(
+                app, PasswordSignIn(password=f"{PASSWORD}-{n}", email=email, client_ip="192.0.2.9")
+            )
+        except (SignInRefused, AccountLocked) as refused:
+            return type(refused).__name__
+        return "signed in"
+
+    answers = await asyncio.gather(*(guess(n) for n in range(16)))
+    assert answers.count("SignInRefused") == app.lockout.max_failures == checks == 10, answers
+    assert answers.count("AccountLocked") == 6
+    with pytest.raises(AccountLocked):
+        await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
 
 
 async def test_lockout_ends_when_its_time_is_up(running: tuple[Services, App, ManualClock]) -> None:

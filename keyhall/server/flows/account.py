@@ -146,14 +146,19 @@ class Account:
         if user.password_hash:
             if not change.old_password:
                 raise InvalidArgument(field="oldPassword", reason="it is required to change a password")
-            await self._signin.check_not_locked(app, user.id)
             old = normalise_password(
                 await self._transport.plain_password(
                     app.pool_id, change.password_encrypt_type, change.old_password
                 )
             )
-            if not (await self._hasher.verify(user.password_hash, old, app.argon2)).matches:
-                await self._signin.count_failure(app, f"signin:{app.pool_id}:user:{user.id}", None)
+            hashed = user.password_hash
+            checked = await self._signin.check_password(
+                app,
+                self._signin.user_key(app, user.id),
+                None,
+                lambda: self._hasher.verify(hashed, old, app.argon2),
+            )
+            if not checked.matches:
                 raise OldPasswordWrong()
         identifiers = tuple(x for x in (user.email, user.username) if x)
         new_password = app.password_policy.check(new_password, identifiers=identifiers)

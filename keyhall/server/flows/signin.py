@@ -17,6 +17,7 @@ A code sign-in (PASSCODE) uses up a CHANNEL_LOGIN code sent by ``/api/v3/send-em
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,7 +25,7 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyhall.server.clock import Clock
-from keyhall.server.crypto.passwords import PasswordHasher
+from keyhall.server.crypto.passwords import PasswordHasher, Verification
 from keyhall.server.crypto.transport import PasswordTransport
 from keyhall.server.errors import (
     AccountLocked,
@@ -119,25 +120,26 @@ class SignIn:
         if not request.password:
             raise PasswordMissing()
         user = await self._find(app, lookup)
-        account_key = f"signin:{app.pool_id}:" + (
-            f"user:{user.id}" if user is not None else lookup.unknown_key
+        account_key = (
+            self.user_key(app, user.id) if user is not None else f"signin:{app.pool_id}:{lookup.unknown_key}"
         )
         ip_key = f"signin-ip:{app.pool_id}:{request.client_ip or '-'}"
-        await self._refuse_if_locked(app, account_key, ip_key)
-
         password = normalise_password(
             await self._transport.plain_password(app.pool_id, request.password_encrypt_type, request.password)
         )
         if user is not None and user.password_hash:
-            verification = await self._hasher.verify(user.password_hash, password, app.argon2)
+            hashed = user.password_hash
+            verification = await self.check_password(
+                app, account_key, ip_key, lambda: self._hasher.verify(hashed, password, app.argon2)
+            )
         else:
-            verification = await self._hasher.verify_unknown(password, app.argon2)
+            verification = await self.check_password(
+                app, account_key, ip_key, lambda: self._hasher.verify_unknown(password, app.argon2)
+            )
         if not verification.matches:
-            await self.count_failure(app, account_key, ip_key)
             raise SignInRefused()
         assert user is not None
         _require_active(user)
-        await self._limiter.clear(account_key)
         new_hash = await self._hasher.hash(password, app.argon2) if verification.needs_rehash else None
         user = await self._record_login(app, user, request.client_ip, new_hash)
         return SignedIn(user=user, tokens=await self._tokens.issue(app, user, request.scope))
@@ -173,19 +175,40 @@ class SignIn:
         user = await self._record_login(app, user, request.client_ip, None)
         return SignedIn(user=user, tokens=await self._tokens.issue(app, user, request.scope))
 
-    async def check_not_locked(self, app: App, user_id: str) -> None:
-        """Refuse password checks (update-password) on an account that is locked."""
-        await self._refuse_if_locked(app, f"signin:{app.pool_id}:user:{user_id}", None)
+    async def check_password(
+        self,
+        app: App,
+        account_key: str,
+        ip_key: str | None,
+        verify: Callable[[], Awaitable[Verification]],
+    ) -> Verification:
+        """Run one password check (``verify``) under the account's lockout and the client's cap.
 
-    async def count_failure(self, app: App, account_key: str, ip_key: str | None) -> None:
-        """Count one failed password check; the limit-th failure within the window locks the account."""
+        The attempt is counted BEFORE the check: counting only failures, after their checks, let every
+        guess already in flight through, so an attacker sending guesses in parallel got as many as they
+        could send at once before the lock landed. Now at most ``max_failures`` checks run per window,
+        however many arrive together; the limit-th failure locks the account, and a match clears the
+        count. The lock and the per-address cap are shared by every process (the rate limiter's store).
+        """
         policy = app.lockout
-        failures = await self._limiter.hit(account_key, policy.max_failures, policy.window_s)
-        if failures.count >= policy.max_failures:
+        await self._refuse_if_locked(app, account_key, ip_key)
+        attempt = await self._limiter.hit(account_key, policy.max_failures, policy.window_s)
+        if not attempt.allowed:  # more checks at once than failures left: the lock is on its way
+            raise AccountLocked(retry_after=max(attempt.retry_after_s, 1))
+        verification = await verify()
+        if verification.matches:
+            await self._limiter.clear(account_key)
+            return verification
+        if attempt.count >= policy.max_failures:
             await self._limiter.hit(_lock_key(account_key), 0, policy.lock_s)
             await self._limiter.clear(account_key)
         if ip_key is not None:
             await self._limiter.hit(ip_key, policy.max_failures_per_ip, policy.window_s)
+        return verification
+
+    def user_key(self, app: App, user_id: str) -> str:
+        """The lockout counter of a known user's password checks (sign-in and update-password share it)."""
+        return f"signin:{app.pool_id}:user:{user_id}"
 
     async def _refuse_if_locked(self, app: App, account_key: str, ip_key: str | None) -> None:
         policy = app.lockout
