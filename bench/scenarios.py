@@ -280,7 +280,8 @@ def _tally(summary: LogSummary, record: dict[str, Any], text: str, path: str, *,
     is_request = record.get("event") == "request"
     # A 4xx request line carries the domain error's id in its "error" field: that is an answer, not a
     # failure. Anything else that mentions an error is worth reading.
-    fields = {k: v for k, v in record.items() if not (is_request and k == "error")}
+    # "uvicorn.error" is the name of uvicorn's general logger (start-up, shutdown), not a sign of one.
+    fields = {k: v for k, v in record.items() if not (is_request and k == "error") and k != "logger"}
     if level not in ("info", "debug") or _NOTABLE.search(json.dumps(fields)):
         summary.notable.append(text)
     if is_request and record.get("path") == path and measured:

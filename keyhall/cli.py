@@ -90,6 +90,7 @@ def _serve(host: str, port: int, database_url: str | None, workers: int, no_migr
     import uvicorn
 
     from keyhall.server.http.protocol import protocol_class_path
+    from keyhall.server.logs import uvicorn_log_config
 
     settings = _settings(database_url, host=host, port=port, workers=workers)
     if no_migrate:
@@ -112,6 +113,7 @@ def _serve(host: str, port: int, database_url: str | None, workers: int, no_migr
         workers=workers,
         access_log=False,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings) or uvicorn.config.LOGGING_CONFIG,
         proxy_headers=False,
         http=protocol_class_path(),  # uvicorn's parser plus a deadline for the request head
         timeout_keep_alive=max(1, round(settings.timeout_keep_alive_s)),

@@ -52,3 +52,43 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def stdlib_json_formatter() -> logging.Formatter:
+    """A formatter that renders records of the standard library's logging (uvicorn's start-up, shutdown
+    and error lines) as JSON lines like Keyhall's own, so that a log shipper reads every line as one
+    object. structlog's ProcessorFormatter does the rendering; named in ``uvicorn_log_config``."""
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact_secrets,
+            structlog.processors.JSONRenderer(),
+        ],
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+    )
+
+
+def uvicorn_log_config(settings: Settings) -> dict[str, Any] | None:
+    """uvicorn's ``log_config`` for ``keyhall serve``: JSON lines when ``log_json`` (the default); None
+    (use uvicorn's own console format) otherwise. Each worker applies it when it starts. The handler writes a
+    record with one write, as ours do, so lines of several workers never interleave."""
+    if not settings.log_json:
+        return None
+    level = settings.log_level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "keyhall.server.logs.stdlib_json_formatter"}},
+        "handlers": {
+            "json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["json"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": ["json"], "level": level, "propagate": False},
+        },
+    }

@@ -141,3 +141,16 @@ def test_marker_password_never_reaches_the_log(
     text = server.log_text()
     for pattern in SECRET_PATTERNS:
         assert pattern not in text, f"{pattern!r} found in {server.log_path}"
+
+
+def test_uvicorn_lines_are_json_records_too(server: RunningServer) -> None:
+    """uvicorn's own lines (start-up, shutdown, its errors) are JSON like the server's, not 'INFO: ...'."""
+    text = server.log_text()
+    assert not [line for line in text.splitlines() if line.startswith(("INFO:", "WARNING:", "ERROR:"))]
+    started = [
+        record
+        for record in log_records(server)
+        if record.get("logger") == "uvicorn.error" and record.get("event") == "Application startup complete."
+    ]
+    assert len(started) == 2  # one per worker of the shared test servers
+    assert all(record["level"] == "info" and record.get("timestamp") for record in started)
