@@ -45,7 +45,39 @@ _OAUTH_CODES: dict[type[DomainError], str] = {
 }
 
 
-@router.post("/oidc/token", summary="OAuth 2.0 token endpoint (grant_type=refresh_token)")
+def _form_body(required: list[str], fields: dict[str, str]) -> dict[str, Any]:
+    """An OpenAPI request body for a form-encoded OAuth endpoint (the handlers parse the form themselves)."""
+    properties: dict[str, Any] = {
+        name: {"type": "string", "description": text} for name, text in fields.items()
+    }
+    properties["client_id"] = {"type": "string", "description": "client_secret_post / none: the app id"}
+    properties["client_secret"] = {"type": "string", "description": "client_secret_post: the app secret"}
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
+    }
+
+
+_TOKEN_FIELDS = {
+    "token": "The access token or refresh token",
+    "token_type_hint": "access_token or refresh_token",
+}
+
+
+@router.post(
+    "/oidc/token",
+    summary="OAuth 2.0 token endpoint (grant_type=refresh_token)",
+    openapi_extra=_form_body(
+        ["grant_type", "refresh_token"],
+        {
+            "grant_type": "refresh_token (the only grant served)",
+            "refresh_token": "The refresh token to rotate",
+        },
+    ),
+)
 async def token(request: Request) -> Response:
     async def handle() -> Response:
         form = await _form(request)
@@ -62,7 +94,11 @@ async def token(request: Request) -> Response:
     return await _oauth(request, handle)
 
 
-@router.post("/oidc/token/introspection", summary="RFC 7662 token introspection")
+@router.post(
+    "/oidc/token/introspection",
+    summary="RFC 7662 token introspection",
+    openapi_extra=_form_body(["token"], _TOKEN_FIELDS),
+)
 async def introspection(request: Request) -> Response:
     async def handle() -> Response:
         form = await _form(request)
@@ -75,7 +111,11 @@ async def introspection(request: Request) -> Response:
     return await _oauth(request, handle)
 
 
-@router.post("/oidc/token/revocation", summary="RFC 7009 token revocation")
+@router.post(
+    "/oidc/token/revocation",
+    summary="RFC 7009 token revocation",
+    openapi_extra=_form_body(["token"], _TOKEN_FIELDS),
+)
 async def revocation(request: Request) -> Response:
     async def handle() -> Response:
         form = await _form(request)
