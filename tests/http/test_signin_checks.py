@@ -17,6 +17,7 @@ import httpx
 import jwt
 import pytest
 
+from tests.http.test_signin_http import sign_in, sign_up
 from tests.http.test_signup import STRONG
 from tests.support.servers import (
     RunningServer,
@@ -52,34 +53,17 @@ def _http(server: RunningServer, app_id: str) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, headers={"x-genauth-app-id": app_id}, timeout=30)
 
 
-def _sign_up(http: httpx.Client, email: str) -> str:
-    body = {"connection": "PASSWORD", "passwordPayload": {"email": email, "password": STRONG}}
-    answer = http.post("/api/v3/signup", json=body).json()
-    assert answer["statusCode"] == 200, answer
-    return str(answer["data"]["userId"])
-
-
-def _sign_in(http: httpx.Client, email: str, password: str, scope: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "connection": "PASSWORD",
-        "passwordPayload": {"email": email, "password": password},
-    }
-    if scope is not None:
-        body["options"] = {"scope": scope}
-    return http.post("/api/v3/signin", json=body).json()  # type: ignore[no-any-return]
-
-
 def test_the_lockout_is_shared_by_two_servers_through_the_database(
     pair: tuple[RunningServer, RunningServer], unique: str
 ) -> None:
     first, second = pair
     email = f"db.lockout.{unique}@example.com"
     with _http(first, first.app_id) as one, _http(second, first.app_id) as two:
-        _sign_up(one, email)
-        answers = [_sign_in((one, two)[i % 2], email, f"wrong-{i}") for i in range(10)]
+        sign_up(one, email)
+        answers = [sign_in((one, two)[i % 2], email, f"wrong-{i}") for i in range(10)]
         assert [a.get("apiCode") for a in answers] == [2333] * 10  # five failures on each server
         for http in (one, two):  # locked on both, even with the right password
-            right = _sign_in(http, email, STRONG)
+            right = sign_in(http, email, STRONG)
             assert (right["statusCode"], right.get("apiCode")) == (403, 2005), right
     assert first.sql("SELECT count(*) FROM rate_limit_counters")[0][0] > 0  # counted in the database
 
@@ -115,9 +99,9 @@ def test_token_lifetimes_are_set_per_application(
     )
     email = f"ttl.{unique}@example.com"
     with _http(first, short_app) as short, _http(first, first.app_id) as default:
-        _sign_up(short, email)
-        tokens = _sign_in(short, email, STRONG, scope="openid offline_access")["data"]
-        usual = _sign_in(default, email, STRONG, scope="openid offline_access")["data"]
+        sign_up(short, email)
+        tokens = sign_in(short, email, STRONG, scope="openid offline_access")["data"]
+        usual = sign_in(default, email, STRONG, scope="openid offline_access")["data"]
     assert tokens["expire_in"] == tokens["expires_in"] == 600
     access = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     id_claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
