@@ -141,6 +141,10 @@ def keyhall(
     )
 
 
+# uvicorn's line (a JSON record, see keyhall.server.logs) when a worker has finished its start-up.
+_WORKER_STARTED = '"event": "Application startup complete."'
+
+
 def start_server(
     backend: str,
     database_url: str,
@@ -185,7 +189,10 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"keyhall serve exited with {process.returncode}:\n{log_path.read_text()}")
         try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+            # Every worker, not just the first: a test that stops the database right after start-up must
+            # not catch a worker still starting (its start-up would fail and stop the whole server).
+            answered = httpx.get(f"{base_url}/health", timeout=1).status_code == 200
+            if answered and log_path.read_text(errors="replace").count(_WORKER_STARTED) >= workers:
                 break
         except httpx.HTTPError:
             pass
