@@ -45,6 +45,7 @@ def _body(email: str, index: int) -> dict[str, Any]:
 async def _load_and_kill(server: RunningServer, emails: list[str]) -> dict[str, dict[str, Any] | None]:
     """Sign every email up; SIGKILL the server's process group after KILL_AFTER answers. None: no answer."""
     answers: dict[str, dict[str, Any] | None] = {}
+    killed = asyncio.Event()  # once: later failures must not signal a group that may be gone
     gate = asyncio.Semaphore(CONCURRENCY)
     limits = httpx.Limits(max_connections=CONCURRENCY)
 
@@ -59,7 +60,8 @@ async def _load_and_kill(server: RunningServer, emails: list[str]) -> dict[str, 
                     answers[email] = response.json()
                 except (httpx.HTTPError, ValueError):
                     answers[email] = None  # connection refused or cut: the client never learnt the outcome
-                if sum(1 for a in answers.values() if a is not None) == KILL_AFTER:
+                if not killed.is_set() and sum(1 for a in answers.values() if a is not None) >= KILL_AFTER:
+                    killed.set()
                     os.killpg(server.process.pid, signal.SIGKILL)
 
         await asyncio.gather(*(sign_up(i, email) for i, email in enumerate(emails)))
