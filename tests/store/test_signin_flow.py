@@ -15,7 +15,7 @@ import pytest
 
 from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.passwords import Argon2Params, PasswordHasher
-from keyhall.server.errors import AccountLocked, SignInRefused
+from keyhall.server.errors import AccountLocked, InvalidToken, SignInRefused
 from keyhall.server.flows.registration import PasswordSignUp
 from keyhall.server.flows.setup import initialise
 from keyhall.server.flows.signin import PasswordSignIn
@@ -153,6 +153,35 @@ async def test_rotated_signing_key_still_verifies_old_tokens(
     clock.now += timedelta(seconds=app.refresh_token_ttl_s + app.access_token_ttl_s + 60)
     await services.signing_keys.reload()
     assert {k["kid"] for k in (await services.signing_keys.jwks())["keys"]} == {new_kid}
+
+
+async def test_a_remembered_token_still_expires_and_dies_with_its_key(
+    running: tuple[Services, App, ManualClock],
+) -> None:
+    """Tokens._decode remembers verified tokens; expiry and the signing key are checked on every use."""
+    services, app, clock = running
+    email = f"remembered.{uuid.uuid4().hex[:10]}@example.com"
+    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    signed = await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
+    token = signed.tokens.access_token
+    claims = await services.tokens.verify_access(token, app.id)  # verified, now remembered
+    claims["sub"] = "tampered"  # callers get a copy: the remembered claims stay as verified
+    assert (await services.tokens.verify_access(token, app.id))["sub"] == signed.user.id
+    with pytest.raises(InvalidToken, match="another application"):
+        await services.tokens.verify_access(token, "0" * 24)  # remembered per audience
+    clock.now += timedelta(seconds=app.access_token_ttl_s + 1)
+    with pytest.raises(InvalidToken, match="expired"):
+        await services.tokens.verify_access(token, app.id)
+    clock.now -= timedelta(seconds=app.access_token_ttl_s + 1)
+    assert (await services.tokens.verify_access(token, app.id))["sub"] == signed.user.id
+    # the key is rotated out and then deleted: the remembered token goes with it
+    await rotate_signing_key(services.engine, services.kek, clock)
+    clock.now += timedelta(seconds=app.refresh_token_ttl_s + app.access_token_ttl_s + 60)
+    await rotate_signing_key(services.engine, services.kek, clock)
+    await services.signing_keys.reload()
+    clock.now -= timedelta(seconds=app.refresh_token_ttl_s + app.access_token_ttl_s + 60)
+    with pytest.raises(InvalidToken, match="current key"):
+        await services.tokens.verify_access(token, app.id)
 
 
 async def test_password_hasher_verify_and_rehash() -> None:

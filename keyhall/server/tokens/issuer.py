@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -41,6 +42,8 @@ revoked = cast(Table, RevokedAccessToken.__table__)
 users = cast(Table, User.__table__)
 
 _PURGE_EVERY = 500
+# Verified access tokens remembered per process (see Tokens._decode): a few MB at most.
+_VERIFIED_MAX = 4096
 
 # Whether the access token with the bound ``jti`` has been revoked, as a column a caller can add to the
 # statement it runs anyway (get-profile reads the user and this flag in one round trip).
@@ -82,6 +85,7 @@ class Tokens:
         self.issuer = issuer
         self._clock = clock
         self._writes = 0
+        self._verified: OrderedDict[tuple[str, str | None], tuple[str, dict[str, Any]]] = OrderedDict()
 
     async def issue(self, app: App, user: Any, scope: str, *, session_id: str | None = None) -> TokenSet:
         """Tokens for a fresh sign-in: a new session, and a refresh token when ``offline_access``."""
@@ -231,6 +235,32 @@ class Tokens:
         return int(result.rowcount)
 
     async def _decode(self, token: str, audience: str | None) -> dict[str, Any]:
+        """The claims of a token this server signed, for ``audience`` when given, not expired.
+
+        A verified token's claims are remembered (the last ``_VERIFIED_MAX`` tokens, per process): the
+        signature check and the decoding are a seventh of a get-profile's CPU, and the same access token
+        comes back with every request of its session. Only tokens that passed every check are kept, so
+        junk cannot fill the cache; what can change for a remembered token is still checked on every
+        use: its expiry (against the clock), and whether its signing key is still one this server
+        verifies with. Revocation and the user are checked by the callers, as before. (An OrderedDict
+        rather than functools.lru_cache: the entry keeps the key id for that per-use check.)
+        """
+        remembered = self._verified.get((token, audience))
+        if remembered is not None:
+            self._verified.move_to_end((token, audience))
+            kid, claims = remembered
+            if await self._keys.public_key(kid) is None:
+                raise InvalidToken(reason="is not signed by a current key of this server")
+        else:
+            kid, claims = await self._verify(token, audience)
+            self._verified[(token, audience)] = (kid, claims)
+            if len(self._verified) > _VERIFIED_MAX:
+                self._verified.popitem(last=False)
+        if int(claims["exp"]) <= int(self._clock().timestamp()):
+            raise InvalidToken(reason="has expired")
+        return dict(claims)  # a copy: the remembered claims stay as verified
+
+    async def _verify(self, token: str, audience: str | None) -> tuple[str, dict[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -260,9 +290,7 @@ class Tokens:
             raise InvalidToken(reason="was issued to another application") from None
         except jwt.PyJWTError:
             raise InvalidToken(reason="is invalid") from None
-        if int(claims["exp"]) <= int(self._clock().timestamp()):
-            raise InvalidToken(reason="has expired")
-        return claims
+        return kid, claims
 
     async def _new_refresh_token(
         self, conn: AsyncConnection, app: App, user_id: str, scope: str, family_id: str
