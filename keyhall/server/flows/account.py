@@ -74,14 +74,12 @@ class Account:
             user = (await conn.execute(select(users).where(users.c.id == user_id))).first()
         return _token_holder(app, user)
 
-    async def signed_in_user(self, app: App, token: str) -> tuple[dict[str, Any], Any]:
-        """The claims of ``token`` (an access token issued to ``app``) and its user's row, in one read.
-
-        The user and the token's revocation are read by one statement; InvalidToken (401) when the token
-        is invalid, revoked, or its user is gone or in another pool.
-        """
+    async def signed_in_user(self, app: App, token: str) -> Any:
+        """The row of the user of ``token`` (an access token issued to ``app``), read in one statement
+        with the token's revocation; InvalidToken (401) when the token is invalid or revoked, or its user
+        is gone, in another pool or no longer Activated."""
         claims = await self._tokens.signed_access_claims(token, audience=app.id)
-        return claims, await self.token_user(app, claims)
+        return await self.token_user(app, claims)
 
     async def token_user(self, app: App, claims: dict[str, Any]) -> Any:
         """The user of signed, unexpired access-token ``claims`` (``Tokens.signed_access_claims``), with

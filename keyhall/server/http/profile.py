@@ -43,7 +43,7 @@ async def access_claims(request: Request, app: App) -> dict[str, Any]:
 
 async def signed_in_user(request: Request, app: App) -> Any:
     """The row of the user whose access token (issued to ``app``) came with the request; else 401."""
-    _claims, user = await services(request).account.signed_in_user(app, bearer_token(request))
+    user = await services(request).account.signed_in_user(app, bearer_token(request))
     request_info(request).user_id = user.id
     return user
 
