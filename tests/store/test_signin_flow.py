@@ -60,14 +60,20 @@ async def running(
         await services.stop()
 
 
+async def _new_user(services: Services, app: App, prefix: str) -> str:
+    """Register a user with PASSWORD under a fresh email starting with ``prefix``; returns the email."""
+    email = f"{prefix}.{uuid.uuid4().hex[:10]}@example.com"
+    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    return email
+
+
 async def test_guesses_sent_at_once_get_no_more_checks_than_the_lockout_allows(
     running: tuple[Services, App, ManualClock],
 ) -> None:
     """Sixteen wrong passwords at once against one account: exactly max_failures (10) are checked and
     refused as wrong, the rest are refused as locked without a check, and the account is locked."""
     services, app, _clock = running
-    email = f"parallel.{uuid.uuid4().hex[:10]}@example.com"
-    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    email = await _new_user(services, app, "parallel")
     checks = 0
     verify = services.hasher.verify
 
@@ -96,8 +102,7 @@ async def test_guesses_sent_at_once_get_no_more_checks_than_the_lockout_allows(
 
 async def test_lockout_ends_when_its_time_is_up(running: tuple[Services, App, ManualClock]) -> None:
     services, app, clock = running
-    email = f"flow.{uuid.uuid4().hex[:10]}@example.com"
-    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    email = await _new_user(services, app, "flow")
     wrong = PasswordSignIn(password=PASSWORD + "x", email=email, client_ip="192.0.2.7")
     for _ in range(app.lockout.max_failures):
         with pytest.raises(SignInRefused):
@@ -118,8 +123,7 @@ async def test_failures_spread_over_more_than_the_window_do_not_lock(
     running: tuple[Services, App, ManualClock],
 ) -> None:
     services, app, clock = running
-    email = f"slow.{uuid.uuid4().hex[:10]}@example.com"
-    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    email = await _new_user(services, app, "slow")
     wrong = PasswordSignIn(password=PASSWORD + "x", email=email)
     for _ in range(app.lockout.max_failures - 1):
         with pytest.raises(SignInRefused):
@@ -135,8 +139,7 @@ async def test_rotated_signing_key_still_verifies_old_tokens(
     running: tuple[Services, App, ManualClock],
 ) -> None:
     services, app, clock = running
-    email = f"rotate.{uuid.uuid4().hex[:10]}@example.com"
-    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    email = await _new_user(services, app, "rotate")
     before = await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
     old_kids = {k["kid"] for k in (await services.signing_keys.jwks())["keys"]}
     new_kid, retired = await rotate_signing_key(services.engine, services.kek, clock)
@@ -160,8 +163,7 @@ async def test_a_remembered_token_still_expires_and_dies_with_its_key(
 ) -> None:
     """Tokens._decode remembers verified tokens; expiry and the signing key are checked on every use."""
     services, app, clock = running
-    email = f"remembered.{uuid.uuid4().hex[:10]}@example.com"
-    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
+    email = await _new_user(services, app, "remembered")
     signed = await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
     token = signed.tokens.access_token
     claims = await services.tokens.verify_access(token, app.id)  # verified, now remembered
