@@ -231,8 +231,9 @@ async def single_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection
     A single statement is atomic and sees one snapshot on its own, so the explicit transaction of
     ``read_transaction`` buys a one-statement read nothing and costs two round trips to the database
     (on SQLite, two hand-offs to aiosqlite's thread, each a task switch; on PostgreSQL two messages to
-    the server). The reads on every signed-in request and every sign-up go through here. Run a second
-    statement in it only if it may see a later snapshot than the first.
+    the server). Sign-up's uniqueness read goes through here, and so does ``read_one`` when it cannot
+    read SQLite directly. Run a second statement in it only if it may see a later snapshot than the
+    first.
     """
     async with engine.connect() as conn:
         if is_sqlite(engine):
