@@ -20,4 +20,7 @@ def iso(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # isoformat is C; strftime plus an f-string took 6% of a get-profile's CPU (a UserDto has 8 times).
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
