@@ -1,4 +1,5 @@
-"""Migrated databases (an SQLite file and a PostgreSQL database) for in-process store tests."""
+"""Migrated databases (an SQLite file and a PostgreSQL database) for in-process store tests, and
+``running``: a started Services on each, with the default app and a hand-moved clock."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from keyhall.server.flows.setup import initialise
+from keyhall.server.services import Services
+from keyhall.server.settings import Settings
 from keyhall.server.store.db import create_engine
 from keyhall.server.store.migrate import migrate
+from tests.support.flows import ManualClock, Running
 from tests.support.servers import create_postgres_database, drop_postgres_database
 
 
@@ -33,3 +38,25 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'flow.db'}"
+    else:
+        url = request.getfixturevalue("store_postgres_url")
+    clock = ManualClock()
+    settings = Settings(database_url=url, secret_key="s" * 40, signing_key_refresh_s=0, hash_concurrency=1)  # type: ignore[call-arg]
+    engine = create_engine(url)
+    try:
+        result = await initialise(engine, clock, settings.key_encryption_key())
+    finally:
+        await engine.dispose()
+    services = await Services.start(settings, clock)
+    try:
+        app = await services.apps.get(result.app_id)
+        assert app is not None
+        yield services, app, clock
+    finally:
+        await services.stop()

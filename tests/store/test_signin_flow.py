@@ -5,10 +5,7 @@ verifiable; PasswordHasher.verify and rehash."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import jwt
 import pytest
@@ -16,64 +13,18 @@ import pytest
 from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.passwords import Argon2Params, PasswordHasher
 from keyhall.server.errors import AccountLocked, InvalidToken, SignInRefused
-from keyhall.server.flows.registration import PasswordSignUp
-from keyhall.server.flows.setup import initialise
 from keyhall.server.flows.signin import PasswordSignIn
-from keyhall.server.identity.app import App
-from keyhall.server.services import Services
-from keyhall.server.settings import Settings
-from keyhall.server.store.db import create_engine
 from keyhall.server.tokens.keys import rotate_signing_key
-
-PASSWORD = "Correct-Horse-Battery-7"
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def running(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[Services, App, ManualClock]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'flow.db'}"
-    else:
-        url = request.getfixturevalue("store_postgres_url")
-    clock = ManualClock()
-    settings = Settings(database_url=url, secret_key="s" * 40, signing_key_refresh_s=0, hash_concurrency=1)  # type: ignore[call-arg]
-    engine = create_engine(url)
-    try:
-        result = await initialise(engine, clock, settings.key_encryption_key())
-    finally:
-        await engine.dispose()
-    services = await Services.start(settings, clock)
-    try:
-        app = await services.apps.get(result.app_id)
-        assert app is not None
-        yield services, app, clock
-    finally:
-        await services.stop()
-
-
-async def _new_user(services: Services, app: App, prefix: str) -> str:
-    """Register a user with PASSWORD under a fresh email starting with ``prefix``; returns the email."""
-    email = f"{prefix}.{uuid.uuid4().hex[:10]}@example.com"
-    await services.registration.register_by_password(app, PasswordSignUp(password=PASSWORD, email=email))
-    return email
+from tests.support.flows import PASSWORD, Running, new_user
 
 
 async def test_guesses_sent_at_once_get_no_more_checks_than_the_lockout_allows(
-    running: tuple[Services, App, ManualClock],
+    running: Running,
 ) -> None:
     """Sixteen wrong passwords at once against one account: exactly max_failures (10) are checked and
     refused as wrong, the rest are refused as locked without a check, and the account is locked."""
     services, app, _clock = running
-    email = await _new_user(services, app, "parallel")
+    email = await new_user(services, app, "parallel")
     checks = 0
     verify = services.hasher.verify
 
@@ -100,9 +51,9 @@ async def test_guesses_sent_at_once_get_no_more_checks_than_the_lockout_allows(
         await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
 
 
-async def test_lockout_ends_when_its_time_is_up(running: tuple[Services, App, ManualClock]) -> None:
+async def test_lockout_ends_when_its_time_is_up(running: Running) -> None:
     services, app, clock = running
-    email = await _new_user(services, app, "flow")
+    email = await new_user(services, app, "flow")
     wrong = PasswordSignIn(password=PASSWORD + "x", email=email, client_ip="192.0.2.7")
     for _ in range(app.lockout.max_failures):
         with pytest.raises(SignInRefused):
@@ -120,10 +71,10 @@ async def test_lockout_ends_when_its_time_is_up(running: tuple[Services, App, Ma
 
 
 async def test_failures_spread_over_more_than_the_window_do_not_lock(
-    running: tuple[Services, App, ManualClock],
+    running: Running,
 ) -> None:
     services, app, clock = running
-    email = await _new_user(services, app, "slow")
+    email = await new_user(services, app, "slow")
     wrong = PasswordSignIn(password=PASSWORD + "x", email=email)
     for _ in range(app.lockout.max_failures - 1):
         with pytest.raises(SignInRefused):
@@ -136,10 +87,10 @@ async def test_failures_spread_over_more_than_the_window_do_not_lock(
 
 
 async def test_rotated_signing_key_still_verifies_old_tokens(
-    running: tuple[Services, App, ManualClock],
+    running: Running,
 ) -> None:
     services, app, clock = running
-    email = await _new_user(services, app, "rotate")
+    email = await new_user(services, app, "rotate")
     before = await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
     old_kids = {k["kid"] for k in (await services.signing_keys.jwks())["keys"]}
     new_kid, retired = await rotate_signing_key(services.engine, services.kek, clock)
@@ -159,11 +110,11 @@ async def test_rotated_signing_key_still_verifies_old_tokens(
 
 
 async def test_a_remembered_token_still_expires_and_dies_with_its_key(
-    running: tuple[Services, App, ManualClock],
+    running: Running,
 ) -> None:
     """Tokens._decode remembers verified tokens; expiry and the signing key are checked on every use."""
     services, app, clock = running
-    email = await _new_user(services, app, "remembered")
+    email = await new_user(services, app, "remembered")
     signed = await services.signin.sign_in_by_password(app, PasswordSignIn(password=PASSWORD, email=email))
     token = signed.tokens.access_token
     claims = await services.tokens.verify_access(token, app.id)  # verified, now remembered
