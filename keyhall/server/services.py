@@ -28,6 +28,7 @@ from keyhall.server.ratelimit_redis import RedisRateLimiter
 from keyhall.server.settings import Settings
 from keyhall.server.store import repository
 from keyhall.server.store.db import create_engine, read_transaction
+from keyhall.server.store.user_cache import UserCache, open_user_cache
 from keyhall.server.tokens.issuer import Tokens
 from keyhall.server.tokens.keys import SigningKeys
 
@@ -87,6 +88,7 @@ class Services:
     tokens: Tokens
     signin: SignIn
     account: Account
+    users: UserCache | None = None
 
     @classmethod
     async def start(cls, settings: Settings, clock: Clock = system_clock) -> Services:
@@ -124,7 +126,10 @@ class Services:
         codes = Codes(engine, kek, limiter, outbox, clock)
         signing_keys = SigningKeys(engine, kek, clock, reload_s=settings.signing_key_refresh_s)
         await signing_keys.start()
-        tokens = Tokens(engine, signing_keys, settings.app_host + "/oidc", clock)
+        users = open_user_cache(
+            settings.database_url, settings.user_cache_size, settings.user_cache_max_age_s
+        )
+        tokens = Tokens(engine, signing_keys, settings.app_host + "/oidc", clock, users)
         signin = SignIn(engine, hasher, transport, limiter, tokens, clock, codes=codes)
         outbox.start()
         if outbox.dev_kinds:
@@ -143,11 +148,14 @@ class Services:
             signing_keys=signing_keys,
             tokens=tokens,
             signin=signin,
-            account=Account(engine, hasher, transport, tokens, signin, clock),
+            account=Account(engine, hasher, transport, tokens, signin, clock, users),
+            users=users,
         )
 
     async def stop(self) -> None:
         await self.outbox.stop()
+        if self.users is not None:
+            await self.users.close()
         if isinstance(self.limiter, RedisRateLimiter):
             await self.limiter.close()
         await self.engine.dispose()

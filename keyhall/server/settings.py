@@ -51,6 +51,18 @@ class Settings(BaseSettings):
         description="How many CPU-heavy jobs may wait for a free slot per process; beyond that a request "
         "gets a 503 envelope with Retry-After instead of joining an ever-longer queue",
     )
+    user_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="How many signed-in users each process keeps for get-profile and the other "
+        "token-authenticated reads (forgotten at once when the database says they changed: SQLite's data "
+        "version, PostgreSQL's notifications); 0 turns the cache off",
+    )
+    user_cache_max_age_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A cached user is read again after this long even if no change was heard of",
+    )
     db_pool_size: int = 20
     db_timeout_s: float = Field(
         default=5.0,

@@ -3,6 +3,9 @@ get-security-info; and the password rehash on sign-in when the pool's argon2 par
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 
 from tests.http.test_signin_http import refresh, sign_in, sign_up
@@ -193,3 +196,38 @@ def test_a_user_suspended_after_signing_in_loses_the_access_token_at_once(
     )  # nothing changed
     server.sql("UPDATE users SET status = 'Activated' WHERE id = :id", id=user_id)
     assert client.get("/api/v3/get-profile", headers=auth).json()["statusCode"] == 200
+
+
+def test_every_worker_answers_get_profile_with_the_change_made_through_another(
+    server: RunningServer, client: httpx.Client, unique: str
+) -> None:
+    """Each worker process keeps the users it read (keyhall.server.store.user_cache); a change made
+    through any worker, or by SQL beside the server, reaches every worker's next answer (on PostgreSQL
+    as soon as its notification arrives: the bound below is generous, not a measurement)."""
+    email = f"everyworker.{unique}@example.com"
+    user_id = sign_up(client, email)
+    auth = {**client.headers, "authorization": sign_in(client, email)["data"]["access_token"]}
+
+    def nicknames(count: int = 8) -> set[str | None]:
+        seen = set()
+        for _ in range(count):  # a new connection each: the workers take turns at accepting them
+            answer = httpx.get(server.base_url + "/api/v3/get-profile", headers=auth)
+            body = answer.json()
+            assert body["statusCode"] == 200, body
+            # The cached answer is encoded as any other envelope: compact, in the envelope's key order.
+            assert list(body) == ["statusCode", "message", "requestId", "data"]
+            assert answer.content == json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            seen.add(body["data"]["nickname"])
+        return seen
+
+    def settles_on(expected: str) -> None:
+        deadline = time.monotonic() + 5.0
+        while nicknames() != {expected}:
+            assert time.monotonic() < deadline, f"a worker kept answering without {expected!r}"
+
+    assert nicknames() == {None}  # every worker has the user cached now
+    changed = client.post("/api/v3/update-profile", json={"nickname": "Through-one"}, headers=auth).json()
+    assert changed["statusCode"] == 200, changed
+    settles_on("Through-one")
+    server.sql("UPDATE users SET nickname = 'By-sql' WHERE id = :id", id=user_id)
+    settles_on("By-sql")

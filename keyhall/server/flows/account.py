@@ -24,6 +24,7 @@ from keyhall.server.identity.password_policy import normalise_password, password
 from keyhall.server.store import repository
 from keyhall.server.store.db import read_one, read_transaction, write_transaction
 from keyhall.server.store.tables import Identity, User
+from keyhall.server.store.user_cache import CachedUser, UserCache
 from keyhall.server.tokens.issuer import Tokens, revoked_flag
 
 users = cast(Table, User.__table__)
@@ -60,8 +61,10 @@ class Account:
         tokens: Tokens,
         signin: SignIn,
         clock: Clock,
+        users: UserCache | None = None,
     ) -> None:
         self._engine = engine
+        self._users = users  # None: every signed-in read goes to the database
         self._hasher = hasher
         self._transport = transport
         self._tokens = tokens
@@ -74,20 +77,38 @@ class Account:
             user = (await conn.execute(select(users).where(users.c.id == user_id))).first()
         return _token_holder(app, user)
 
-    async def signed_in_user(self, app: App, token: str) -> Any:
-        """The row of the user of ``token`` (an access token issued to ``app``), read in one statement
-        with the token's revocation; InvalidToken (401) when the token is invalid or revoked, or its user
-        is gone, in another pool or no longer Activated."""
+    async def signed_in_user(self, app: App, token: str) -> CachedUser:
+        """The user of ``token`` (an access token issued to ``app``): its row (``.row``) as read in one
+        statement with the token's revocation, or as cached since (``keyhall.server.store.user_cache``),
+        and a ``.memo`` of what requests derived from that row. InvalidToken (401) when the token is
+        invalid or revoked, or its user is gone, in another pool or no longer Activated."""
         claims = await self._tokens.signed_access_claims(token, audience=app.id)
         return await self.token_user(app, claims)
 
-    async def token_user(self, app: App, claims: dict[str, Any]) -> Any:
+    async def token_user(self, app: App, claims: dict[str, Any]) -> CachedUser:
         """The user of signed, unexpired access-token ``claims`` (``Tokens.signed_access_claims``), with
         the token's revocation checked in the same statement; InvalidToken (401) otherwise."""
-        user = await read_one(self._engine, _USER_BY_TOKEN, {"user_id": claims["sub"], "jti": claims["jti"]})
+        user_id, jti = claims["sub"], claims["jti"]
+        cache = self._users
+        if cache is not None:
+            entry = cache.get(user_id, jti)
+            if entry is not None:
+                _token_holder(app, entry.row)  # the app's pool is the caller's, not the cache's
+                return entry
+        stamp = cache.stamp() if cache is not None else None  # before the read: see UserCache.put
+        user = await read_one(self._engine, _USER_BY_TOKEN, {"user_id": user_id, "jti": jti})
         if user is not None and user.token_revoked:
             raise InvalidToken(reason="has been revoked")
-        return _token_holder(app, user)
+        _token_holder(app, user)
+        if cache is None:
+            return CachedUser(row=user, stamp=0, expires=0.0)
+        return cache.put(user_id, jti, user, stamp)
+
+    def forget(self, user_id: str) -> None:
+        """Drop this process's cached copy of the user after a write made here: other processes hear of
+        it from the database, this one must not answer its own client from before its own write."""
+        if self._users is not None:
+            self._users.drop_user(user_id)
 
     async def identities(self, user_id: str) -> list[dict[str, Any]]:
         """The user's external identities as IdentityDto dicts."""
@@ -121,7 +142,9 @@ class Account:
         try:
             async with write_transaction(self._engine) as conn:
                 await conn.execute(update(users).where(users.c.id == user_id).values(**values))
-                return (await conn.execute(select(users).where(users.c.id == user_id))).one()
+                updated = (await conn.execute(select(users).where(users.c.id == user_id))).one()
+            self.forget(user_id)
+            return updated
         except IntegrityError as exc:
             conflict = repository.conflicting_field(exc)
             if conflict == "username":
@@ -174,7 +197,9 @@ class Account:
                     updated_at=now,
                 )
             )
-            return await self._tokens.revoke_other_sessions(conn, user.id, session_id)
+            revoked = await self._tokens.revoke_other_sessions(conn, user.id, session_id)
+        self.forget(user.id)
+        return revoked
 
 
 def _token_holder(app: App, user: Any) -> Any:

@@ -143,7 +143,7 @@ async def userinfo(request: Request) -> Response:
         app = await keyhall.apps.get(str(claims["aud"]))
         if app is None:
             raise InvalidToken(reason="was issued to an application that no longer exists")
-        user = await keyhall.account.token_user(app, claims)
+        user = (await keyhall.account.token_user(app, claims)).row
         request_info(request).user_id = user.id
         return _json(request, user_claims(user, claims["scope"]))
 

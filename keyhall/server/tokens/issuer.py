@@ -32,6 +32,7 @@ from keyhall.server.identity.app import App
 from keyhall.server.identity.ids import new_id
 from keyhall.server.store.db import read_one, read_transaction, write_transaction
 from keyhall.server.store.tables import RefreshToken, RevokedAccessToken, User
+from keyhall.server.store.user_cache import UserCache
 from keyhall.server.tokens.claims import user_claims
 from keyhall.server.tokens.keys import SigningKeys
 
@@ -79,8 +80,16 @@ class TokenSet:
 class Tokens:
     """Token issuance and checks for one server process."""
 
-    def __init__(self, engine: AsyncEngine, keys: SigningKeys, issuer: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keys: SigningKeys,
+        issuer: str,
+        clock: Clock,
+        users: UserCache | None = None,
+    ) -> None:
         self._engine = engine
+        self._users = users  # the process's user cache: a token revoked here is forgotten here at once
         self._keys = keys
         self.issuer = issuer
         self._clock = clock
@@ -221,6 +230,8 @@ class Tokens:
             )
             if self._writes % _PURGE_EVERY == 0:
                 await conn.execute(delete(revoked).where(revoked.c.expires_at <= now))
+        if self._users is not None:
+            self._users.drop_token(claims["jti"])
 
     async def revoke_other_sessions(
         self, conn: AsyncConnection, user_id: str, keep_session: str | None
