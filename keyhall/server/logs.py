@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -18,9 +19,17 @@ _SECRET_KEYS = ("password", "secret", "token", "authorization", "hash", "private
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Defence in depth: no log field whose name suggests a secret ever carries its value."""
     for key in list(event):
-        if any(marker in key.lower() for marker in _SECRET_KEYS):
+        if _names_a_secret(key):
             event[key] = "[redacted]"
     return event
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_a_secret(key: str) -> bool:
+    # Remembered per field name: field names come from the code, and the six substring tests for each of
+    # a request line's dozen fields were 3% of a get-profile's CPU.
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SECRET_KEYS)
 
 
 def configure_logging(settings: Settings) -> None:
