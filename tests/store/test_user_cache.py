@@ -20,6 +20,7 @@ from keyhall.server.settings import Settings
 from keyhall.server.store.db import create_engine, write_transaction
 from keyhall.server.store.user_cache import CachedUser, PostgresWatcher, UserCache, open_user_cache
 from tests.support.flows import PASSWORD, Running, new_user
+from tests.support.private_postgres import private_postgres
 
 NOTIFIED_WITHIN_S = 5.0  # a bound for a PostgreSQL notification to arrive on loopback, not a measurement
 
@@ -195,3 +196,37 @@ def test_the_cache_is_bounded_expires_and_refuses_a_read_that_raced_a_change() -
     stamps.value = None  # the watcher cannot vouch for anything
     cache.put("f", "jti-f", {"id": "f"}, None)
     assert cache.get("f", "jti-f") is None and kept is not None
+
+
+async def test_a_postgresql_listener_that_stops_answering_stops_the_caching(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen database (SIGSTOP: as a partition or a hung host) keeps the listening connection open
+    and silent; the heartbeat notices, the cache empties and refuses entries, and once the database
+    answers again the listener is back by itself."""
+    monkeypatch.setattr(PostgresWatcher, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(PostgresWatcher, "RETRY_S", 0.05)
+    with private_postgres(tmp_path / "pg") as cluster:
+        watcher = PostgresWatcher(cluster.url(), connect_timeout_s=0.5)
+        cache = UserCache(watcher)
+        watcher.start()
+        try:
+            await asyncio.wait_for(watcher.listening(), NOTIFIED_WITHIN_S)
+            cache.put("u1", "jti-1", {"id": "u1"}, cache.stamp())
+            assert cache.get("u1", "jti-1") is not None
+            await asyncio.to_thread(cluster.freeze)
+            try:
+                deadline = asyncio.get_running_loop().time() + NOTIFIED_WITHIN_S
+                while watcher.stamp() is not None:
+                    assert asyncio.get_running_loop().time() < deadline, "the silent listener went unnoticed"
+                    await asyncio.sleep(0.02)
+                assert len(cache) == 0
+                cache.put("u1", "jti-1", {"id": "u1"}, cache.stamp())
+                assert cache.get("u1", "jti-1") is None  # nothing kept while it cannot vouch
+            finally:
+                await asyncio.to_thread(cluster.thaw)
+            await asyncio.wait_for(watcher.listening(), NOTIFIED_WITHIN_S * 2)
+            cache.put("u1", "jti-1", {"id": "u1"}, cache.stamp())
+            assert cache.get("u1", "jti-1") is not None
+        finally:
+            await cache.close()

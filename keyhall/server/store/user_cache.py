@@ -14,7 +14,9 @@ that a change is never served stale for long, and never when it can be told exac
   DELETE of a user and every revoked access token, and each process LISTENs on one connection of its
   own, dropping what the notification names. A change made through another process is seen when its
   notification arrives, well under a millisecond after the commit on a local network. While the
-  listening connection is down nothing is cached, and everything is dropped when it comes back.
+  listening connection is down nothing is cached, and everything is dropped when it comes back; a
+  round trip on it every second (``HEARTBEAT_S``) tells a connection that went silent (a partition, a
+  hung host) from an idle one within two seconds more.
 
 Entries also expire after ``max_age_s`` and the cache holds at most ``max_users``;
 ``KEYHALL_USER_CACHE_SIZE=0`` turns it off.
@@ -159,10 +161,12 @@ class PostgresWatcher:
     """The stamp counts notifications; LISTENs on a connection of its own and reconnects when it drops."""
 
     RETRY_S = 1.0
+    HEARTBEAT_S = 1.0
 
     def __init__(self, url: str, connect_timeout_s: float = 5.0) -> None:
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._timeout_s = connect_timeout_s
+        self._heartbeat_timeout_s = min(connect_timeout_s, 2.0)
         self._generation = 0
         self._listening = False
         self._cache: UserCache | None = None
@@ -185,10 +189,12 @@ class PostgresWatcher:
         await self._up.wait()
 
     async def _run(self) -> None:
+        # Any failure (refused, reset, a timeout, an error of the server or of asyncpg) means the same:
+        # stop caching, reconnect. The listener must never end while the process runs.
         while True:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=self._timeout_s)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+            except Exception as error:
                 log.warning("user_cache_listener_down", error=type(error).__name__, retry_s=self.RETRY_S)
                 await asyncio.sleep(self.RETRY_S)
                 continue
@@ -198,14 +204,28 @@ class PostgresWatcher:
                 await conn.add_listener(CHANNEL, self._notified)
                 self._conn = conn
                 self._changed(listening=True)  # what was kept before may have missed notifications
-                await self._lost.wait()
-            except (OSError, asyncpg.PostgresError) as error:
+                await self._heartbeat(conn)
+            except Exception as error:
                 log.warning("user_cache_listener_down", error=type(error).__name__, retry_s=self.RETRY_S)
             finally:
                 self._changed(listening=False)
                 self._conn = None
                 conn.terminate()
             await asyncio.sleep(self.RETRY_S)
+
+    async def _heartbeat(self, conn: asyncpg.Connection) -> None:
+        """Return when the connection is lost; raise when it stops answering.
+
+        A connection cut without a reset (a partition, a frozen host) looks alive and delivers nothing:
+        other hosts' changes would go unheard for the entries' whole max age. A round trip every
+        ``HEARTBEAT_S`` proves the connection alive, and since the server sends in order, that every
+        notification sent before it has arrived.
+        """
+        while not self._lost.is_set():
+            try:
+                await asyncio.wait_for(self._lost.wait(), self.HEARTBEAT_S)
+            except TimeoutError:
+                await conn.fetchval("SELECT 1", timeout=self._heartbeat_timeout_s)
 
     def _changed(self, *, listening: bool) -> None:
         self._listening = listening
