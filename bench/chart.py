@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.headline import PEER, db_name, read_runs, signup_runs
-from bench.scenarios import Run, ScenarioResult
+from bench.scenarios import UNCACHED, Run, ScenarioResult
 
 STYLE = {
     ("Keyhall", "sqlite"): ("tab:blue", "o", "-"),
     ("Keyhall", "postgres"): ("tab:green", "s", "-"),
     (PEER, "sqlite"): ("tab:orange", "^", "--"),
     (PEER, "postgres"): ("tab:red", "v", "--"),
+    (UNCACHED, "sqlite"): ("tab:blue", "o", ":"),
+    (UNCACHED, "postgres"): ("tab:green", "s", ":"),
 }
 
 
@@ -74,7 +76,10 @@ def _lines(axis: Any, runs: list[Run]) -> None:
     series: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for run in runs:
         series.setdefault((run.server, run.backend), []).append((run.load.concurrency, run.load.throughput))
-    for key, points in sorted(series.items(), key=lambda item: list(STYLE).index(item[0])):
+    order = list(STYLE)
+    for key, points in sorted(
+        series.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99
+    ):
         color, marker, line = STYLE.get(key, ("gray", ".", "-"))
         points.sort()
         axis.plot(

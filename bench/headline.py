@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from bench.facts import Facts
 from bench.load import LoadResult
-from bench.scenarios import Run, ScenarioResult
+from bench.scenarios import UNCACHED, Run, ScenarioResult
 
 PEER = "FastAPI-Users"
 SIGNUP_SCENARIOS = ("signup-sqlite", "signup-postgres")
@@ -186,14 +186,20 @@ def _reads_table(runs: list[Run]) -> list[str]:
         f"## Reads with a valid token: Keyhall's get-profile against {PEER}'s /users/me",
         "",
         f"`GET /api/v3/get-profile` (Keyhall) and `GET /users/me` ({PEER}), each with a valid bearer "
-        "token of a signed-in user (the users' tokens in turn): both check the JWT and read the user "
-        f"from the database. Target: Keyhall >= {READS_TARGET:.0f}x the peer's reads/s. Latencies p50 / "
-        "p95 / p99 in ms.",
+        "token of a signed-in user (the users' tokens in turn). Both check the JWT; the peer reads the user "
+        "from the database every time, Keyhall checks the token's revocation and the user's status too, "
+        "in one statement the first time, then answers from its user cache until the database says the "
+        "user changed (`KEYHALL_USER_CACHE_SIZE`, docs/configuration.md). The *cache off* columns are a "
+        "second Keyhall server with `KEYHALL_USER_CACHE_SIZE=0`, which reads the database every time as "
+        f"the peer does. Target: Keyhall >= {READS_TARGET:.0f}x the peer's reads/s. Latencies p50 / p95 / "
+        "p99 in ms.",
         "",
         f"| DB | Clients | Keyhall reads/s | Keyhall errors | {PEER} reads/s | {PEER} errors "
-        f"| Keyhall / {PEER} | Keyhall latency | {PEER} latency | Load generator CPU ms per read |",
-        "|---|--:|--:|--:|--:|--:|--:|---|---|---|",
+        f"| Keyhall / {PEER} | Cache off reads/s | Cache off / {PEER} | Keyhall latency "
+        f"| {PEER} latency | Load generator CPU ms per read |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|",
     ]
+    uncached = {(r.backend, r.load.concurrency): r for r in runs if r.server == UNCACHED}
     below: list[str] = []
     for backend, concurrency, ours, theirs in _pairs(runs):
         ratio = ours.load.throughput / theirs.load.throughput if theirs.load.throughput else math.nan
@@ -203,9 +209,16 @@ def _reads_table(runs: list[Run]) -> list[str]:
                 f"{db_name(backend)} at {concurrency} clients {_server_ms(ours):.2f} ms against "
                 f"{_server_ms(theirs):.2f} ms"
             )
+        off = uncached.get((backend, concurrency))
+        off_rate, off_ratio = "-", "-"
+        if off is not None:
+            off_rate = f"{off.load.throughput:.0f}" + (f" ({_errors(off)} errors)" if _errors(off) else "")
+            if theirs.load.throughput:
+                off_ratio = f"{off.load.throughput / theirs.load.throughput:.2f}x"
         lines.append(
             f"| {db_name(backend)} | {concurrency} | {ours.load.throughput:.0f} | {_errors(ours)} "
             f"| {theirs.load.throughput:.0f} | {_errors(theirs)} | **{ratio:.2f}x**{mark} "
+            f"| {off_rate} | {off_ratio} "
             f"| {_latency(ours.load)} | {_latency(theirs.load)} "
             f"| {_client_ms(ours.load):.2f} / {_client_ms(theirs.load):.2f} |"
         )
@@ -260,7 +273,7 @@ def _ordered(runs: list[Run]) -> list[Run]:
 
 
 def _pairs(runs: list[Run]) -> list[tuple[str, int, Run, Run]]:
-    ours = {(r.backend, r.load.concurrency): r for r in runs if r.server != PEER}
+    ours = {(r.backend, r.load.concurrency): r for r in runs if r.server == "Keyhall"}
     theirs = {(r.backend, r.load.concurrency): r for r in runs if r.server == PEER}
     keys = sorted(set(ours) & set(theirs), key=lambda k: ({"sqlite": 0}.get(k[0], 1), k[1]))
     return [(b, c, ours[(b, c)], theirs[(b, c)]) for b, c in keys]

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from bench.limit import Argon2Limit, Limit
 
 WORKERS = 2
+UNCACHED = "Keyhall, user cache off"  # the reads' second Keyhall server: KEYHALL_USER_CACHE_SIZE=0
 PASSWORD = "Blue-Harbor-7-Lantern"  # passes the default NIST policy; not a common password
 OK = "200"
 EMAIL_TAKEN = "409/2026"
@@ -153,7 +154,7 @@ class Run:
     log: LogSummary
     checks: list[Check]
     rounds: list[Counter[str]] = field(default_factory=list)
-    server: str = "Keyhall"  # or "FastAPI-Users" (the peer)
+    server: str = "Keyhall"  # or "FastAPI-Users" (the peer), or UNCACHED
     kind: str = "signup"  # or "read"
     limit: Limit | None = None  # the argon2 limit around this load (readings before and after, merged)
     limit_readings: list[Limit] = field(default_factory=list)
@@ -206,26 +207,29 @@ class ScenarioResult:
 
 
 @contextmanager
-def keyhall_server(backend: str, workdir: Path) -> Iterator[RunningServer]:
-    """A fresh database and ``keyhall serve --workers 2`` on it; both gone when the block ends."""
+def keyhall_server(backend: str, workdir: Path, env: dict[str, str] | None = None) -> Iterator[RunningServer]:
+    """A fresh database and ``keyhall serve --workers 2`` on it (with ``env`` settings); both gone when
+    the block ends."""
     folder = workdir / f"{backend}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
     log_path = folder / "server.log"
     if backend == "sqlite":
-        with _serving("sqlite", f"sqlite:///{folder / 'keyhall.db'}", log_path) as server:
+        with _serving("sqlite", f"sqlite:///{folder / 'keyhall.db'}", log_path, env) as server:
             yield server
         return
     url = create_postgres_database()
     try:
-        with _serving("postgres", url, log_path) as server:
+        with _serving("postgres", url, log_path, env) as server:
             yield server
     finally:
         drop_postgres_database(url)
 
 
 @contextmanager
-def _serving(backend: str, url: str, log_path: Path) -> Iterator[RunningServer]:
-    server = start_server(backend, url, log_path, workers=WORKERS)
+def _serving(
+    backend: str, url: str, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
+    server = start_server(backend, url, log_path, workers=WORKERS, env=env)
     children = descendants(server.process.pid) - {server.process.pid}
     try:
         yield server
@@ -684,8 +688,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Reads with a valid token: Keyhall's get-profile against the peer's /users/me",
         "Users signed up and signed in first (not measured); then `GET /api/v3/get-profile` on Keyhall "
         "and `GET /users/me` on the peer, each with a valid bearer token (the users' tokens in turn), the "
-        "two servers taking turns at every concurrency. Both verify the JWT and read the user from the "
-        "database.",
+        "servers taking turns at every concurrency. Both verify the JWT. The peer reads the user from the "
+        "database every time; Keyhall also checks the token's revocation and the user's status, reads "
+        "both in one statement the first time and answers from its user cache until the database says "
+        "the user changed. A second Keyhall server with the cache off (`KEYHALL_USER_CACHE_SIZE=0`) "
+        "reads the database every time, as the peer does.",
         _reads_scenario,
     ),
     Scenario(

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from bench.scenarios import (
     OK,
     PASSWORD,
     REQUEST_TIMEOUT_S,
+    UNCACHED,
     WORKERS,
     Check,
     LogSummary,
@@ -136,35 +138,44 @@ def _peer_signups(server: PeerServer, sizes: Sizes, limit: Argon2Limit, concurre
 
 
 def reads(backend: str, sizes: Sizes, workdir: Path) -> list[Run]:
-    """Keyhall's get-profile and the peer's /users/me, both servers up, in turn at each concurrency."""
+    """Keyhall's get-profile (user cache on, and off) and the peer's /users/me, all three servers up, in
+    turn at each concurrency."""
     runs: list[Run] = []
-    with keyhall_server(backend, workdir) as server, peer_server(backend, workdir, WORKERS) as peer:
-        ours = asyncio.run(_keyhall_tokens(server, sizes.read_users))
+    with (
+        keyhall_server(backend, workdir) as server,
+        keyhall_server(backend, workdir, {"KEYHALL_USER_CACHE_SIZE": "0"}) as uncached,
+        peer_server(backend, workdir, WORKERS) as peer,
+    ):
         theirs = asyncio.run(_peer_tokens(peer, sizes.read_users))
-        host, peer_host = server.base_url.removeprefix("http://"), peer.base_url.removeprefix("http://")
-        our_requests = [
-            encode_request(
-                "GET",
-                PROFILE_PATH,
-                host,
-                {"x-genauth-app-id": server.app_id, "authorization": f"Bearer {token}"},
-            )
-            for token in ours
-        ]
+        peer_host = peer.base_url.removeprefix("http://")
         their_requests = [
             encode_request("GET", "/users/me", peer_host, {"authorization": f"Bearer {token}"})
             for token in theirs
         ]
 
-        def keyhall_reads(concurrency: int) -> Run:
-            measured = asyncio.run(
-                _read_load(server, our_requests, sizes, concurrency, envelope_of, "/healthz")
-            )
-            log = read_log(server, measured.log_offset, PROFILE_PATH)
-            checks = _read_checks(measured, frozenset({OK}), log)
-            run = Run(backend, measured.load, frozenset({OK}), sizes.warmup, measured.cpu, log, checks)
-            run.kind, run.split = "read", measured.split
-            return run
+        def keyhall_reads(target: RunningServer, name: str) -> Callable[[int], Run]:
+            host = target.base_url.removeprefix("http://")
+            requests = [
+                encode_request(
+                    "GET",
+                    PROFILE_PATH,
+                    host,
+                    {"x-genauth-app-id": target.app_id, "authorization": f"Bearer {token}"},
+                )
+                for token in asyncio.run(_keyhall_tokens(target, sizes.read_users))
+            ]
+
+            def measure(concurrency: int) -> Run:
+                measured = asyncio.run(
+                    _read_load(target, requests, sizes, concurrency, envelope_of, "/healthz")
+                )
+                log = read_log(target, measured.log_offset, PROFILE_PATH)
+                checks = _read_checks(measured, frozenset({OK}), log)
+                run = Run(backend, measured.load, frozenset({OK}), sizes.warmup, measured.cpu, log, checks)
+                run.server, run.kind, run.split = name, "read", measured.split
+                return run
+
+            return measure
 
         def peer_reads(concurrency: int) -> Run:
             measured = asyncio.run(
@@ -177,11 +188,10 @@ def reads(backend: str, sizes: Sizes, workdir: Path) -> list[Run]:
             run.server, run.kind, run.split = PEER, "read", measured.split
             return run
 
+        loads = [keyhall_reads(server, "Keyhall"), peer_reads, keyhall_reads(uncached, UNCACHED)]
         for index, concurrency in enumerate(sizes.levels):
-            pair = [keyhall_reads, peer_reads]
-            if index % 2:
-                pair.reverse()
-            runs += [make(concurrency) for make in pair]
+            turn = loads[index % 3 :] + loads[: index % 3]  # each server goes first once
+            runs += [make(concurrency) for make in turn]
     return runs
 
 
