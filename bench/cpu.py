@@ -71,7 +71,12 @@ class CpuWatch:
         if pid == self.root:
             return "supervisor"
         if pid in tree:
-            return "resource tracker" if b"resource_tracker" in cmdline(pid) else f"worker pid {pid}"
+            title = cmdline(pid)
+            if b"resource_tracker" in title:
+                return "resource tracker"
+            if b"keyhall.server.crypto.hash_pool" in title:
+                return f"hashing pid {pid}"  # the argon2 processes of keyhall/server/crypto/hash_pool.py
+            return f"worker pid {pid}"
         if self.database:
             title = cmdline(pid)
             if title.startswith(b"postgres:") and f" {self.database} ".encode() in title:

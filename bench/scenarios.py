@@ -238,9 +238,15 @@ def _serving(
         _end_leftovers(children)
 
 
+_HELPERS = (b"resource_tracker", b"keyhall.server.crypto.hash_pool")  # not workers: they accept no HTTP
+
+
 def worker_pids(root: int) -> list[int]:
-    """The worker processes of a uvicorn server started as ``root`` (its children, less helpers)."""
-    return sorted(pid for pid in descendants(root) - {root} if b"resource_tracker" not in cmdline(pid))
+    """The worker processes of a uvicorn server started as ``root`` (its children, less helpers: the
+    resource tracker and the hashing processes, whose CPU counts as the server's all the same)."""
+    return sorted(
+        pid for pid in descendants(root) - {root} if not any(helper in cmdline(pid) for helper in _HELPERS)
+    )
 
 
 def _end_leftovers(pids: set[int]) -> None:

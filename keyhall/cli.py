@@ -87,11 +87,6 @@ _METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # keyhall.server.metrics.MULTIPRO
 def _serve(host: str, port: int, database_url: str | None, workers: int, no_migrate: bool) -> None:
     import os
 
-    import uvicorn
-
-    from keyhall.server.http.protocol import protocol_class_path
-    from keyhall.server.logs import uvicorn_log_config
-
     settings = _settings(database_url, host=host, port=port, workers=workers)
     if no_migrate:
         if not _run(_schema_is_current(settings)):
@@ -105,7 +100,26 @@ def _serve(host: str, port: int, database_url: str | None, workers: int, no_migr
     os.environ["KEYHALL_DATABASE_URL"] = settings.database_url
     os.environ["KEYHALL_HOST"] = host
     os.environ["KEYHALL_PORT"] = str(port)
+    pool = None
+    if settings.hash_processes > 0:
+        from keyhall.server.crypto.hash_pool import SOCKET_ENV, HashPool
+
+        pool = HashPool(settings.hash_processes)  # before the workers, which find it by SOCKET_ENV
+        os.environ[SOCKET_ENV] = pool.path
     typer.echo(f"Keyhall listening on {settings.app_host} (API docs at {settings.app_host}/docs)", err=True)
+    try:
+        _uvicorn(settings, host, port, workers)
+    finally:
+        if pool is not None:
+            pool.stop()  # after the workers: they hash until their last request is answered
+
+
+def _uvicorn(settings: Any, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from keyhall.server.http.protocol import protocol_class_path
+    from keyhall.server.logs import uvicorn_log_config
+
     uvicorn.run(
         "keyhall.server.asgi:app",
         host=host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from keyhall.server.clock import Clock, system_clock
 from keyhall.server.courier.outbox import Outbox, RetryPolicy
 from keyhall.server.courier.transports import transports_from
+from keyhall.server.crypto import hash_pool
 from keyhall.server.crypto.cpu import CpuPool
 from keyhall.server.crypto.kek import KeyEncryptionKey
 from keyhall.server.crypto.passwords import Argon2Params, PasswordHasher
@@ -97,7 +99,8 @@ class Services:
             settings.database_url, pool_size=settings.db_pool_size, timeout_s=settings.db_timeout_s
         )
         cpu = CpuPool(settings.hash_concurrency, max_waiting=settings.hash_queue_max)
-        hasher = PasswordHasher(cpu)
+        # The host's hashing processes, when `keyhall serve` started them (crypto/hash_pool.py).
+        hasher = PasswordHasher(cpu, os.environ.get(hash_pool.SOCKET_ENV) or None)
         key_store = TransportKeyStore(engine, kek, clock, cpu)
         transport = PasswordTransport(key_store.load, cpu, clock, settings.transport_key_refresh_s)
         await transport.start()  # a wrong secret key fails here, at start-up

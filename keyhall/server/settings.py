@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1,
         description="How many CPU-heavy jobs (argon2 hashes, RSA/SM2 decryptions) run at once; more queue",
     )
+    hash_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=0,
+        description="`keyhall serve` hashes passwords in this many processes shared by all its workers "
+        "(one per core: each worker hashing in threads of its own ran more hashes at once than there are "
+        "cores, and each cost more CPU); 0 hashes in each worker's threads instead",
+    )
     hash_queue_max: int = Field(
         default=256,
         ge=0,

@@ -8,14 +8,19 @@ process's CpuPool: a flood of sign-ups queues instead of starving the event loop
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
+import structlog
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from keyhall.server.crypto import hash_pool
 from keyhall.server.crypto.cpu import CpuPool
-from keyhall.server.metrics import time_hash
+from keyhall.server.metrics import HASH_SECONDS, time_hash
+
+log = structlog.get_logger("keyhall.server")
 
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 DEFAULT_TIME_COST = 2
@@ -42,8 +47,10 @@ class Argon2Params:
 class PasswordHasher:
     """Hashes passwords with each pool's parameters; one instance per process, shared by every pool."""
 
-    def __init__(self, cpu: CpuPool) -> None:
+    def __init__(self, cpu: CpuPool, pool_socket: str | None = None) -> None:
         self._cpu = cpu
+        self._pool = pool_socket  # the host's hashing processes (crypto/hash_pool.py); None: our threads
+        self._pool_warned_at = 0.0
         self._hashers: dict[Argon2Params, _Argon2] = {}
         self._dummies: dict[Argon2Params, str] = {}
         self._dummy_lock = asyncio.Lock()
@@ -62,6 +69,8 @@ class PasswordHasher:
 
     async def hash(self, password: str, params: Argon2Params) -> str:
         hasher = self._hasher(params)
+        if self._pool is not None:
+            return await self._cpu.run(self._pool_hash, hasher, params, password)
         return await self._cpu.run(_timed_hash, hasher, password)
 
     async def verify(self, password_hash: str, password: str, params: Argon2Params) -> Verification:
@@ -70,6 +79,8 @@ class PasswordHasher:
         ``needs_rehash`` says the hash was made with parameters other than ``params`` (the pool's now).
         """
         hasher = self._hasher(params)
+        if self._pool is not None:
+            return await self._cpu.run(self._pool_verify, hasher, params, password_hash, password)
         return await self._cpu.run(_verify, hasher, password_hash, password)
 
     async def verify_unknown(self, password: str, params: Argon2Params) -> Verification:
@@ -97,6 +108,40 @@ class PasswordHasher:
                     dummy = await self.hash("keyhall dummy password, never matches", params)
                     self._dummies[params] = dummy
         return dummy
+
+    # In a CpuPool thread: the job goes to the pool and this thread waits for the answer.
+
+    def _pool_hash(self, hasher: _Argon2, params: Argon2Params, password: str) -> str:
+        try:
+            answer = hash_pool.call(self._pool or "", {"op": "hash", **_wire(params), "password": password})
+        except hash_pool.HashPoolUnavailable as error:
+            self._pool_failed(error)
+            return _timed_hash(hasher, password)
+        HASH_SECONDS.observe(float(answer["seconds"]))  # the hash itself, not the wait for a process
+        return str(answer["hash"])
+
+    def _pool_verify(
+        self, hasher: _Argon2, params: Argon2Params, password_hash: str, password: str
+    ) -> Verification:
+        job = {"op": "verify", **_wire(params), "hash": password_hash, "password": password}
+        try:
+            answer = hash_pool.call(self._pool or "", job)
+        except hash_pool.HashPoolUnavailable as error:
+            self._pool_failed(error)
+            return _verify(hasher, password_hash, password)
+        if not answer["matches"]:
+            return Verification(matches=False)
+        return Verification(matches=True, needs_rehash=hasher.check_needs_rehash(password_hash))
+
+    def _pool_failed(self, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._pool_warned_at >= 60:  # one line a minute, however many jobs fall back
+            self._pool_warned_at = now
+            log.warning("hash_pool_unavailable", error=str(error), fallback="this worker's threads")
+
+
+def _wire(params: Argon2Params) -> dict[str, int]:
+    return {"t": params.time_cost, "m": params.memory_kib, "p": params.parallelism}
 
 
 def _verify(hasher: _Argon2, password_hash: str, password: str) -> Verification:
