@@ -43,7 +43,7 @@ from keyhall.server.identity.normalise import (
 )
 from keyhall.server.identity.password_policy import password_security_level
 from keyhall.server.store import repository
-from keyhall.server.store.db import single_statement, write_transaction
+from keyhall.server.store.db import single_write, write_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -148,8 +148,7 @@ class Registration:
             "username_norm": username[1] if username else None,
             "phone_e164": phone.e164 if phone else None,
         }
-        async with single_statement(self._engine) as conn:
-            taken = await repository.find_taken(conn, app.pool_id, **keys)
+        taken = await repository.find_taken(self._engine, app.pool_id, **keys)
         _raise_taken(taken)
         uses = await self._check_codes(app, request, email, phone)
 
@@ -190,14 +189,13 @@ class Registration:
             )
         if not request.pass_code:
             raise InvalidArgument(field=PASSCODE_FIELD, reason="it is required")
-        async with single_statement(self._engine) as conn:
-            taken = await repository.find_taken(
-                conn,
-                app.pool_id,
-                email_norm=email.normalised if email else None,
-                username_norm=None,
-                phone_e164=phone.e164 if phone else None,
-            )
+        taken = await repository.find_taken(
+            self._engine,
+            app.pool_id,
+            email_norm=email.normalised if email else None,
+            username_norm=None,
+            phone_e164=phone.e164 if phone else None,
+        )
         _raise_taken(taken)
         target = email.normalised if email else phone.e164 if phone else ""
         channel = await self._require_codes().check(
@@ -250,6 +248,9 @@ class Registration:
     async def _insert(self, app: App, values: dict[str, Any], uses: list[_CodeUse]) -> Any:
         """Insert the user and use up its codes in one transaction: both happen, or neither."""
         try:
+            if not uses:  # one statement: it commits on its own
+                async with single_write(self._engine) as conn:
+                    return await repository.insert_user(conn, values)
             async with write_transaction(self._engine) as conn:
                 await self._use_codes(conn, app, uses)
                 return await repository.insert_user(conn, values)

@@ -219,6 +219,19 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
 
 
 @asynccontextmanager
+async def single_write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for ONE write statement, which commits on its own: no BEGIN and COMMIT around it.
+
+    One statement is atomic whether or not a transaction surrounds it, and a lone INSERT ... RETURNING
+    needs nothing more; the transaction made it three round trips instead of one (on PostgreSQL BEGIN
+    and COMMIT are messages of their own, on SQLite hand-offs to aiosqlite's thread). On SQLite the
+    statement still queues behind the process's other writers (see ``write_transaction``).
+    """
+    async with _local_writer_lock(engine), single_statement(engine) as conn:
+        yield conn
+
+
+@asynccontextmanager
 async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn, conn.begin():
         yield conn
@@ -252,15 +265,30 @@ async def read_one(engine: AsyncEngine, statement: Executable, params: dict[str,
     own, when it can do so without waiting (see ``_sqlite_reader``); else, and on PostgreSQL, through
     the engine's async driver.
     """
+    rows = await read_rows(engine, statement, params, first_only=True)
+    return rows[0] if rows else None
+
+
+async def read_rows(
+    engine: AsyncEngine, statement: Executable, params: dict[str, Any], *, first_only: bool = False
+) -> list[Row[Any]]:
+    """Every row of one read-only statement (a few: they are read at once), as ``read_one`` reads."""
     reader = _sqlite_readers.get(engine)
     if reader is not None:
         try:
             with reader.connect() as conn:
-                return conn.execute(statement, params).first()
+                return _rows(conn.execute(statement, params), first_only)
         except exc.OperationalError:
             pass  # busy (a writer resetting the WAL, a checkpoint) or gone: the async path waits properly
     async with single_statement(engine) as conn:
-        return (await conn.execute(statement, params)).first()
+        return _rows(await conn.execute(statement, params), first_only)
+
+
+def _rows(result: Any, first_only: bool) -> list[Row[Any]]:
+    if first_only:
+        row = result.first()
+        return [] if row is None else [row]
+    return list(result.all())
 
 
 _sqlite_readers: weakref.WeakKeyDictionary[AsyncEngine, Engine] = weakref.WeakKeyDictionary()

@@ -12,8 +12,9 @@ from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from keyhall.server.store.db import read_rows
 from keyhall.server.store.tables import Application, Pool, TransportKey, User
 
 users = cast(Table, User.__table__)
@@ -67,7 +68,7 @@ _INSERT_USER = users.insert().returning(*users.c)
 
 
 async def find_taken(
-    conn: AsyncConnection,
+    engine: AsyncEngine,
     pool_id: str,
     *,
     email_norm: str | None,
@@ -80,7 +81,10 @@ async def find_taken(
     if not params:
         return set()
     taken: set[str] = set()
-    for row in await conn.execute(_find_taken_query(tuple(params)), {"pool_id": pool_id, **params}):
+    # One statement, no transaction; on an SQLite file read on the event loop (store.db.read_rows), not
+    # through hand-offs to aiosqlite's thread.
+    query = _find_taken_query(tuple(params))
+    for row in await read_rows(engine, query, {"pool_id": pool_id, **params}):
         if email_norm and row.email_norm == email_norm:
             taken.add("email")
         if username_norm and row.username_norm == username_norm:
