@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher as Argon2
@@ -36,21 +37,26 @@ def pool() -> Iterator[HashPool]:
         started.stop()
 
 
-def test_jobs_from_many_threads_are_hashed_and_verified_by_the_pool(pool: HashPool) -> None:
-    with ThreadPoolExecutor(8) as threads:
-        answers = list(
-            threads.map(lambda i: hash_pool.call(pool.path, {**JOB, "password": f"pw-{i}"}), range(16))
-        )
+def call(path: str, job: dict[str, object]) -> dict[str, object]:
+    return asyncio.run(hash_pool.call_async(path, job))
+
+
+def test_jobs_sent_at_once_are_hashed_and_verified_by_the_pool(pool: HashPool) -> None:
+    async def many() -> list[dict[str, object]]:
+        jobs = [hash_pool.call_async(pool.path, {**JOB, "password": f"pw-{i}"}) for i in range(16)]
+        return list(await asyncio.gather(*jobs))
+
+    answers: list[dict[str, Any]] = asyncio.run(many())
     for index, answer in enumerate(answers):
         assert Argon2().verify(answer["hash"], f"pw-{index}")  # a real argon2id hash of that password
         assert "$m=1024,t=1,p=1$" in answer["hash"] and answer["seconds"] > 0
     good = {**JOB, "op": "verify", "hash": answers[0]["hash"]}
-    assert hash_pool.call(pool.path, {**good, "password": "pw-0"})["matches"] is True
-    assert hash_pool.call(pool.path, {**good, "password": "pw-1"})["matches"] is False
-    assert hash_pool.call(pool.path, {**good, "hash": "not a hash", "password": "x"})["matches"] is False
+    assert call(pool.path, {**good, "password": "pw-0"})["matches"] is True
+    assert call(pool.path, {**good, "password": "pw-1"})["matches"] is False
+    assert call(pool.path, {**good, "hash": "not a hash", "password": "x"})["matches"] is False
     with pytest.raises(HashPoolUnavailable, match="KeyError"):  # a job without parameters
-        hash_pool.call(pool.path, {"op": "hash", "password": "x"})
-    assert hash_pool.call(pool.path, {**JOB, "password": "still serving"})["hash"]
+        call(pool.path, {"op": "hash", "password": "x"})
+    assert call(pool.path, {**JOB, "password": "still serving"})["hash"]
 
 
 def test_the_password_hasher_uses_the_pool_and_falls_back_to_its_threads(pool: HashPool) -> None:
@@ -89,8 +95,8 @@ def test_a_process_that_dies_is_replaced(pool: HashPool) -> None:
     os.kill(victim, signal.SIGKILL)
     _wait_until(lambda: victim not in pool.pids and len(pool.pids) == 2, "the dead process was not replaced")
     assert all(_alive(pid) for pid in pool.pids)
-    with ThreadPoolExecutor(4) as threads:
-        assert all(threads.map(lambda i: hash_pool.call(pool.path, {**JOB, "password": str(i)}), range(4)))
+    with ThreadPoolExecutor(4) as threads:  # four event loops at once
+        assert all(threads.map(lambda i: call(pool.path, {**JOB, "password": str(i)}), range(4)))
 
 
 def test_the_processes_leave_when_their_parent_is_killed() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
 
 import anyio
@@ -46,6 +46,23 @@ class CpuPool:
         self._in_pool += 1
         try:
             return await anyio.to_thread.run_sync(self._timed, function, *args, limiter=self._limiter)
+        finally:
+            self._in_pool -= 1
+
+    async def run_async(self, function: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+        """``run`` for work that waits elsewhere (the host's hashing processes): the same slots and
+        queue bound, but awaited on the event loop instead of a thread."""
+        if self._max_waiting is not None and self.waiting >= self._max_waiting:
+            CPU_QUEUE_REJECTIONS.inc()
+            raise ServerBusy(retry_after=self.retry_after())
+        self._in_pool += 1
+        try:
+            async with self._limiter:
+                started = time.perf_counter()
+                try:
+                    return await function(*args)
+                finally:
+                    self._job_s += (time.perf_counter() - started - self._job_s) * 0.2
         finally:
             self._in_pool -= 1
 

@@ -10,14 +10,15 @@ one hashing process per core, each taking the next job whatever worker sent it.
 
 How: ``keyhall serve`` starts the pool before its workers (:class:`HashPool`): one listening Unix
 socket in a private directory (mode 0700), and ``processes`` processes blocked in ``accept()`` on it.
-A job is one connection: a worker's hashing thread connects, sends the job, reads the answer. Only
+A job is one connection: a worker connects, sends the job, reads the answer. Only
 an idle process accepts, so the kernel's accept queue is the shared job queue and hands the next job to
 whichever process is free (pull, not push: no dispatcher, no per-worker share). Workers find the socket
-through ``KEYHALL_HASH_POOL_SOCKET``; each keeps its own bounded queue in front of it (``CpuPool``,
-``KEYHALL_HASH_QUEUE_MAX``), so overload is still refused with a 503 per worker.
+through ``KEYHALL_HASH_POOL_SOCKET`` and wait for the answer on their event loop; each keeps its own
+bounded queue in front of it (``CpuPool``, ``KEYHALL_HASH_QUEUE_MAX``), so overload is still refused
+with a 503 per worker.
 
-A job the pool cannot take (its socket gone, a process killed mid-job) is hashed in the worker's own
-thread instead, with a warning: slower, never lost. The processes ignore SIGINT and SIGTERM (a signal
+A job the pool cannot take (its socket gone, a process killed mid-job) is hashed in a thread of the
+worker instead, with a warning: slower, never lost. The processes ignore SIGINT and SIGTERM (a signal
 to the whole process group must not end them before the workers have finished their requests), and
 leave by themselves when the ``serve`` process that started them is gone; ``serve`` stops them after
 its workers.
@@ -28,6 +29,7 @@ Frames are a 4-byte length and JSON, on a socket only this user can reach; no pi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -85,19 +87,40 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
 # --- the worker's side -----------------------------------------------------------------------------------
 
 
-def call(path: str, job: dict[str, Any]) -> dict[str, Any]:
-    """Run ``job`` in the pool at ``path`` (blocking: call it from a hashing thread)."""
+async def call_async(path: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Run ``job`` in the pool at ``path``: the job waits on a socket, not in a thread."""
+    loop = asyncio.get_running_loop()
+    data = json.dumps(job, separators=(",", ":")).encode()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(_JOB_TIMEOUT_S)
-            sock.connect(path)
-            send_frame(sock, job)
-            answer = read_frame(sock)
-    except (OSError, ValueError) as error:
+        async with asyncio.timeout(_JOB_TIMEOUT_S):
+            await loop.sock_connect(sock, path)
+            await loop.sock_sendall(sock, _HEADER.pack(len(data)) + data)
+            (size,) = _HEADER.unpack(await _receive(loop, sock, _HEADER.size))
+            if size > _MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes")
+            answer = json.loads(await _receive(loop, sock, size))
+    except (OSError, ValueError) as error:  # TimeoutError is an OSError
         raise HashPoolUnavailable(type(error).__name__) from None
+    finally:
+        sock.close()
+    if not isinstance(answer, dict):
+        raise HashPoolUnavailable("frame is not an object")
     if "error" in answer:
         raise HashPoolUnavailable(str(answer["error"]))
     return answer
+
+
+async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = await loop.sock_recv(sock, left)
+        if not chunk:
+            raise ConnectionError("the pool closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 # --- the pool's side -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+import anyio
 import structlog
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
@@ -70,7 +71,7 @@ class PasswordHasher:
     async def hash(self, password: str, params: Argon2Params) -> str:
         hasher = self._hasher(params)
         if self._pool is not None:
-            return await self._cpu.run(self._pool_hash, hasher, params, password)
+            return await self._cpu.run_async(self._pool_hash, hasher, params, password)
         return await self._cpu.run(_timed_hash, hasher, password)
 
     async def verify(self, password_hash: str, password: str, params: Argon2Params) -> Verification:
@@ -80,7 +81,7 @@ class PasswordHasher:
         """
         hasher = self._hasher(params)
         if self._pool is not None:
-            return await self._cpu.run(self._pool_verify, hasher, params, password_hash, password)
+            return await self._cpu.run_async(self._pool_verify, hasher, params, password_hash, password)
         return await self._cpu.run(_verify, hasher, password_hash, password)
 
     async def verify_unknown(self, password: str, params: Argon2Params) -> Verification:
@@ -109,26 +110,28 @@ class PasswordHasher:
                     self._dummies[params] = dummy
         return dummy
 
-    # In a CpuPool thread: the job goes to the pool and this thread waits for the answer.
+    # In a CpuPool slot, on the event loop: the job goes to the pool's socket. When the pool cannot take
+    # it, this slot's work is done in a thread here instead.
 
-    def _pool_hash(self, hasher: _Argon2, params: Argon2Params, password: str) -> str:
+    async def _pool_hash(self, hasher: _Argon2, params: Argon2Params, password: str) -> str:
         try:
-            answer = hash_pool.call(self._pool or "", {"op": "hash", **_wire(params), "password": password})
+            job = {"op": "hash", **_wire(params), "password": password}
+            answer = await hash_pool.call_async(self._pool or "", job)
         except hash_pool.HashPoolUnavailable as error:
             self._pool_failed(error)
-            return _timed_hash(hasher, password)
+            return await anyio.to_thread.run_sync(_timed_hash, hasher, password)
         HASH_SECONDS.observe(float(answer["seconds"]))  # the hash itself, not the wait for a process
         return str(answer["hash"])
 
-    def _pool_verify(
+    async def _pool_verify(
         self, hasher: _Argon2, params: Argon2Params, password_hash: str, password: str
     ) -> Verification:
         job = {"op": "verify", **_wire(params), "hash": password_hash, "password": password}
         try:
-            answer = hash_pool.call(self._pool or "", job)
+            answer = await hash_pool.call_async(self._pool or "", job)
         except hash_pool.HashPoolUnavailable as error:
             self._pool_failed(error)
-            return _verify(hasher, password_hash, password)
+            return await anyio.to_thread.run_sync(_verify, hasher, password_hash, password)
         if not answer["matches"]:
             return Verification(matches=False)
         return Verification(matches=True, needs_rehash=hasher.check_needs_rehash(password_hash))

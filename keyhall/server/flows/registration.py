@@ -43,7 +43,7 @@ from keyhall.server.identity.normalise import (
 )
 from keyhall.server.identity.password_policy import password_security_level
 from keyhall.server.store import repository
-from keyhall.server.store.db import single_write, write_transaction
+from keyhall.server.store.db import write_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -249,8 +249,7 @@ class Registration:
         """Insert the user and use up its codes in one transaction: both happen, or neither."""
         try:
             if not uses:  # one statement: it commits on its own
-                async with single_write(self._engine) as conn:
-                    return await repository.insert_user(conn, values)
+                return await repository.insert_user_alone(self._engine, values)
             async with write_transaction(self._engine) as conn:
                 await self._use_codes(conn, app, uses)
                 return await repository.insert_user(conn, values)

@@ -19,6 +19,7 @@ import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Engine, ExceptionContext, Row, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import SingletonThreadPool
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlalchemy.sql import Executable
 
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -104,7 +105,9 @@ def create_engine(url: str, *, pool_size: int = 10, timeout_s: float | None = No
         _configure_sqlite(engine)
         if not in_memory:
             reader = _sqlite_readers[engine] = _sqlite_reader(target)
+            writer = _sqlite_writers[engine] = _SqliteWriter(target)
             event.listen(engine.sync_engine, "engine_disposed", lambda _engine: reader.dispose())
+            event.listen(engine.sync_engine, "engine_disposed", lambda _engine: writer.dispose())
         return engine
     connect_args: dict[str, Any] = {"timeout": timeout_s or CONNECT_TIMEOUT_S}
     if timeout_s is not None:
@@ -218,6 +221,21 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
             yield conn
 
 
+async def write_one(engine: AsyncEngine, statement: Executable, params: dict[str, Any]) -> Row[Any]:
+    """Run ONE write statement that returns a row (INSERT ... RETURNING) on its own, committed.
+
+    On an SQLite file the statement runs in one hand-off to a thread of its own (``_SqliteWriter``)
+    instead of aiosqlite's four (execute, fetch, close the cursor, reset the connection), behind the
+    process's writer queue; elsewhere as ``single_write``.
+    """
+    writer = _sqlite_writers.get(engine)
+    if writer is None:
+        async with single_write(engine) as conn:
+            return (await conn.execute(statement, params)).one()
+    async with _local_writer_lock(engine):
+        return await writer.run(statement, params)
+
+
 @asynccontextmanager
 async def single_write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection for ONE write statement, which commits on its own: no BEGIN and COMMIT around it.
@@ -320,6 +338,51 @@ def _sqlite_reader(target: URL) -> Engine:
         cursor.close()
 
     return reader
+
+
+class _SqliteWriter:
+    """One synchronous connection to an SQLite file and the one thread that uses it, for ``write_one``.
+
+    Callers hold the process's SQLite writer queue, so one connection and one thread are enough; the
+    thread may sleep in SQLite's busy handler (another process holds the write lock) without holding
+    up the event loop. Each statement commits on its own (the connection is in autocommit mode).
+    """
+
+    def __init__(self, target: URL) -> None:
+        self._engine = sa_create_engine(
+            target.set(drivername="sqlite+pysqlite"),
+            poolclass=StaticPool,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+            hide_parameters=True,
+        )
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyhall-sqlite-writer")
+
+        @event.listens_for(self._engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # autocommit: the statement is its own transaction
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(self._engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            pass  # no BEGIN: sqlite3 is in autocommit mode, and the statement commits when it ends
+
+    async def run(self, statement: Executable, params: dict[str, Any]) -> Row[Any]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, statement, params)
+
+    def _run(self, statement: Executable, params: dict[str, Any]) -> Row[Any]:
+        with self._engine.connect() as conn:
+            return conn.execute(statement, params).one()
+
+    def dispose(self) -> None:
+        self._thread.shutdown(wait=True)
+        self._engine.dispose()
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[AsyncEngine, _SqliteWriter] = weakref.WeakKeyDictionary()
 
 
 _writer_locks: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()

@@ -14,7 +14,7 @@ from sqlalchemy import Select, Table, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from keyhall.server.store.db import read_rows
+from keyhall.server.store.db import read_rows, write_one
 from keyhall.server.store.tables import Application, Pool, TransportKey, User
 
 users = cast(Table, User.__table__)
@@ -62,6 +62,11 @@ async def insert_user(conn: AsyncConnection, values: dict[str, Any]) -> Any:
     was a good part of SQLAlchemy's share of a sign-up's event-loop time (bench.profile).
     """
     return (await conn.execute(_INSERT_USER, values)).one()
+
+
+async def insert_user_alone(engine: AsyncEngine, values: dict[str, Any]) -> Any:
+    """``insert_user`` as a statement of its own, committed when it returns (``store.db.write_one``)."""
+    return await write_one(engine, _INSERT_USER, values)
 
 
 _INSERT_USER = users.insert().returning(*users.c)
