@@ -694,11 +694,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Reads with a valid token: Keyhall's get-profile against the peer's /users/me",
         "Users signed up and signed in first (not measured); then `GET /api/v3/get-profile` on Keyhall "
         "and `GET /users/me` on the peer, each with a valid bearer token (the users' tokens in turn), the "
-        "servers taking turns at every concurrency. Both verify the JWT. The peer reads the user from the "
-        "database every time; Keyhall also checks the token's revocation and the user's status, reads "
-        "both in one statement the first time and answers from its user cache until the database says "
-        "the user changed. A second Keyhall server with the cache off (`KEYHALL_USER_CACHE_SIZE=0`) "
-        "reads the database every time, as the peer does.",
+        "two servers taking turns at every concurrency. Both verify the JWT. The peer reads the user "
+        "from the database every time; Keyhall also checks the token's revocation and the user's status, "
+        "reads both in one statement the first time and answers from its user cache until the database "
+        "says the user changed. Then a second Keyhall server with the cache off "
+        "(`KEYHALL_USER_CACHE_SIZE=0`), which reads the database every time as the peer does, at each "
+        "concurrency.",
         _reads_scenario,
     ),
     Scenario(

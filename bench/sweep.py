@@ -138,44 +138,17 @@ def _peer_signups(server: PeerServer, sizes: Sizes, limit: Argon2Limit, concurre
 
 
 def reads(backend: str, sizes: Sizes, workdir: Path) -> list[Run]:
-    """Keyhall's get-profile (user cache on, and off) and the peer's /users/me, all three servers up, in
-    turn at each concurrency."""
+    """Keyhall's get-profile and the peer's /users/me, both servers up, in turn at each concurrency;
+    then a Keyhall server with the user cache off at each concurrency (the peer idle). Not all three at
+    once: their pooled PostgreSQL connections would pass the database's max_connections (100)."""
     runs: list[Run] = []
-    with (
-        keyhall_server(backend, workdir) as server,
-        keyhall_server(backend, workdir, {"KEYHALL_USER_CACHE_SIZE": "0"}) as uncached,
-        peer_server(backend, workdir, WORKERS) as peer,
-    ):
+    with peer_server(backend, workdir, WORKERS) as peer:
         theirs = asyncio.run(_peer_tokens(peer, sizes.read_users))
         peer_host = peer.base_url.removeprefix("http://")
         their_requests = [
             encode_request("GET", "/users/me", peer_host, {"authorization": f"Bearer {token}"})
             for token in theirs
         ]
-
-        def keyhall_reads(target: RunningServer, name: str) -> Callable[[int], Run]:
-            host = target.base_url.removeprefix("http://")
-            requests = [
-                encode_request(
-                    "GET",
-                    PROFILE_PATH,
-                    host,
-                    {"x-genauth-app-id": target.app_id, "authorization": f"Bearer {token}"},
-                )
-                for token in asyncio.run(_keyhall_tokens(target, sizes.read_users))
-            ]
-
-            def measure(concurrency: int) -> Run:
-                measured = asyncio.run(
-                    _read_load(target, requests, sizes, concurrency, envelope_of, "/healthz")
-                )
-                log = read_log(target, measured.log_offset, PROFILE_PATH)
-                checks = _read_checks(measured, frozenset({OK}), log)
-                run = Run(backend, measured.load, frozenset({OK}), sizes.warmup, measured.cpu, log, checks)
-                run.server, run.kind, run.split = name, "read", measured.split
-                return run
-
-            return measure
 
         def peer_reads(concurrency: int) -> Run:
             measured = asyncio.run(
@@ -188,11 +161,38 @@ def reads(backend: str, sizes: Sizes, workdir: Path) -> list[Run]:
             run.server, run.kind, run.split = PEER, "read", measured.split
             return run
 
-        loads = [keyhall_reads(server, "Keyhall"), peer_reads, keyhall_reads(uncached, UNCACHED)]
-        for index, concurrency in enumerate(sizes.levels):
-            turn = loads[index % 3 :] + loads[: index % 3]  # each server goes first once
-            runs += [make(concurrency) for make in turn]
+        with keyhall_server(backend, workdir) as server:
+            ours = _keyhall_reads(backend, server, "Keyhall", sizes)
+            for index, concurrency in enumerate(sizes.levels):
+                pair = [ours, peer_reads]
+                if index % 2:
+                    pair.reverse()
+                runs += [make(concurrency) for make in pair]
+        with keyhall_server(backend, workdir, {"KEYHALL_USER_CACHE_SIZE": "0"}) as server:
+            uncached = _keyhall_reads(backend, server, UNCACHED, sizes)
+            runs += [uncached(concurrency) for concurrency in sizes.levels]
     return runs
+
+
+def _keyhall_reads(backend: str, server: RunningServer, name: str, sizes: Sizes) -> Callable[[int], Run]:
+    """A read load on ``server`` at a given concurrency, its users signed in first (not measured)."""
+    host = server.base_url.removeprefix("http://")
+    requests = [
+        encode_request(
+            "GET", PROFILE_PATH, host, {"x-genauth-app-id": server.app_id, "authorization": f"Bearer {token}"}
+        )
+        for token in asyncio.run(_keyhall_tokens(server, sizes.read_users))
+    ]
+
+    def measure(concurrency: int) -> Run:
+        measured = asyncio.run(_read_load(server, requests, sizes, concurrency, envelope_of, "/healthz"))
+        log = read_log(server, measured.log_offset, PROFILE_PATH)
+        checks = _read_checks(measured, frozenset({OK}), log)
+        run = Run(backend, measured.load, frozenset({OK}), sizes.warmup, measured.cpu, log, checks)
+        run.server, run.kind, run.split = name, "read", measured.split
+        return run
+
+    return measure
 
 
 # --- helpers -------------------------------------------------------------------------------------------
