@@ -145,8 +145,8 @@ def _gap(facts: Facts, runs: list[Run]) -> list[str]:
         "",
         "The hash's share of the cores' time is the ratio above (give or take the noise between the two "
         "measurements); the server's other work (HTTP parsing, validation, the uniqueness read, the "
-        "insert, JSON, the log line, handing the hash to a thread) and the load generator, which shares "
-        "the cores here but would not in production, make up the rest.",
+        "insert, JSON, the log line, handing the hash to the hashing processes) and the load generator, "
+        "which shares the cores here but would not in production, make up the rest.",
         "",
     ]
 

@@ -166,8 +166,8 @@ def _what_dominates(facts: Facts, by_name: dict[str, ScenarioResult]) -> str:
                     f" Validation is cheap. What a SQLite signup costs the server beyond the hash and "
                     f"beyond a refused request's work, about {max(rest, 0):.0f} ms, goes to the rest of the "
                     "signup path (uniqueness read, insert, rendering and logging the user, handing the hash "
-                    "to a thread); it is a difference between figures of separate runs, so take it as a "
-                    "rough size."
+                    "to the hashing processes); it is a difference between figures of separate runs, so "
+                    "take it as a rough size."
                 )
         parts.append(text)
     race = by_name.get("duplicate-race")
@@ -343,8 +343,9 @@ def _run_table(facts: Facts, sizes: Sizes, mode: str) -> list[str]:
         ("Packages", packages),
         (
             "Server",
-            f"`keyhall serve --workers {WORKERS}` on 127.0.0.1, default settings (per worker: "
-            f"{facts.cores} hashing threads, i.e. `KEYHALL_HASH_CONCURRENCY` = cores; PostgreSQL pool 10+10)",
+            f"`keyhall serve --workers {WORKERS}` on 127.0.0.1, default settings ({facts.cores} hashing "
+            "processes shared by the workers, i.e. `KEYHALL_HASH_PROCESSES` = cores; 20 pooled database "
+            "connections per worker, no overflow)",
         ),
         (
             "Sizes",
