@@ -25,14 +25,17 @@ def store_postgres_url() -> Iterator[str]:
     drop_postgres_database(url)
 
 
+def _database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new SQLite file, or the session's PostgreSQL database, by the fixture's parameter."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("store_postgres_url"))
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """A migrated database; the PostgreSQL one is shared by the session, so tests use unique keys."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("store_postgres_url")
-    database = create_engine(url)
+    database = create_engine(_database_url(request, tmp_path))
     try:
         await migrate(database)
         yield database
@@ -42,10 +45,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'flow.db'}"
-    else:
-        url = request.getfixturevalue("store_postgres_url")
+    url = _database_url(request, tmp_path)
     clock = ManualClock()
     settings = Settings(database_url=url, secret_key="s" * 40, signing_key_refresh_s=0, hash_concurrency=1)  # type: ignore[call-arg]
     engine = create_engine(url)

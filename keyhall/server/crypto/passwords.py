@@ -71,7 +71,7 @@ class PasswordHasher:
     async def hash(self, password: str, params: Argon2Params) -> str:
         hasher = self._hasher(params)
         if self._pool is not None:
-            return await self._cpu.run_async(self._pool_hash, hasher, params, password)
+            return await self._cpu.run_async(self._pool_hash, self._pool, hasher, params, password)
         return await self._cpu.run(_timed_hash, hasher, password)
 
     async def verify(self, password_hash: str, password: str, params: Argon2Params) -> Verification:
@@ -81,7 +81,9 @@ class PasswordHasher:
         """
         hasher = self._hasher(params)
         if self._pool is not None:
-            return await self._cpu.run_async(self._pool_verify, hasher, params, password_hash, password)
+            return await self._cpu.run_async(
+                self._pool_verify, self._pool, hasher, params, password_hash, password
+            )
         return await self._cpu.run(_verify, hasher, password_hash, password)
 
     async def verify_unknown(self, password: str, params: Argon2Params) -> Verification:
@@ -113,10 +115,9 @@ class PasswordHasher:
     # In a CpuPool slot, on the event loop: the job goes to the pool's socket. When the pool cannot take
     # it, this slot's work is done in a thread here instead.
 
-    async def _pool_hash(self, hasher: _Argon2, params: Argon2Params, password: str) -> str:
+    async def _pool_hash(self, pool: str, hasher: _Argon2, params: Argon2Params, password: str) -> str:
         try:
-            job = {"op": "hash", **_wire(params), "password": password}
-            answer = await hash_pool.call_async(self._pool or "", job)
+            answer = await hash_pool.call_async(pool, {"op": "hash", **_wire(params), "password": password})
         except hash_pool.HashPoolUnavailable as error:
             self._pool_failed(error)
             return await anyio.to_thread.run_sync(_timed_hash, hasher, password)
@@ -124,11 +125,11 @@ class PasswordHasher:
         return str(answer["hash"])
 
     async def _pool_verify(
-        self, hasher: _Argon2, params: Argon2Params, password_hash: str, password: str
+        self, pool: str, hasher: _Argon2, params: Argon2Params, password_hash: str, password: str
     ) -> Verification:
         job = {"op": "verify", **_wire(params), "hash": password_hash, "password": password}
         try:
-            answer = await hash_pool.call_async(self._pool or "", job)
+            answer = await hash_pool.call_async(pool, job)
         except hash_pool.HashPoolUnavailable as error:
             self._pool_failed(error)
             return await anyio.to_thread.run_sync(_verify, hasher, password_hash, password)
