@@ -125,12 +125,11 @@ async def test_an_update_made_here_is_read_back_at_once(running: Running) -> Non
     assert (await services.account.signed_in_user(app, token)).row.nickname == "Mine"
 
 
+@pytest.mark.parametrize("running", ["postgres"], indirect=True)  # SQLite's cache has no connection
 async def test_nothing_is_cached_while_the_postgresql_listener_is_down(
     running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services, app, _clock = running
-    if services.engine.dialect.name != "postgresql":
-        pytest.skip("the listener is PostgreSQL's; SQLite's cache has no connection to lose")
     monkeypatch.setattr(PostgresWatcher, "RETRY_S", 0.05)
     await _listening(services)
     assert services.users is not None
