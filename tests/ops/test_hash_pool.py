@@ -104,18 +104,21 @@ def test_the_processes_leave_when_their_parent_is_killed() -> None:
         "import sys, time\n"
         "from keyhall.server.crypto.hash_pool import HashPool\n"
         "pool = HashPool(2)\n"
-        "print(' '.join(map(str, pool.pids)), flush=True)\n"
+        "print(pool.path, ' '.join(map(str, pool.pids)), flush=True)\n"
         "time.sleep(120)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     try:
         assert parent.stdout is not None
-        children = [int(pid) for pid in parent.stdout.readline().split()]
+        path, *pids = parent.stdout.readline().split()
+        children = [int(pid) for pid in pids]
         assert len(children) == 2 and all(_alive(pid) for pid in children)
+        assert os.path.exists(path)
     finally:
         parent.kill()  # kill -9: no chance to stop them
         parent.wait()
     _wait_until(lambda: not any(_alive(pid) for pid in children), "orphaned hashing processes stayed")
+    assert not os.path.exists(os.path.dirname(path))  # nor does the socket's private folder
 
 
 def test_keyhall_serve_runs_one_hashing_process_per_core(server: RunningServer) -> None:

@@ -126,8 +126,9 @@ async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: i
 # --- the pool's side -------------------------------------------------------------------------------------
 
 
-def _serve_jobs(listener: socket.socket, parent: int) -> None:
-    """A pool process: take one job at a time from the shared socket until ``parent`` is gone."""
+def _serve_jobs(listener: socket.socket, parent: int, folder: str | None = None) -> None:
+    """A pool process: take one job at a time from the shared socket until ``parent`` is gone (then
+    remove the socket's ``folder``, which a killed ``serve`` could not)."""
     from argon2 import PasswordHasher, Type
     from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -139,8 +140,10 @@ def _serve_jobs(listener: socket.socket, parent: int) -> None:
         try:
             conn, _ = listener.accept()
         except TimeoutError:
-            if os.getppid() != parent:
-                return  # serve is gone (even by kill -9): so are we
+            if os.getppid() != parent:  # serve is gone (even by kill -9): so are we
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+                return
             continue
         except OSError:
             return  # the listener was closed
@@ -193,6 +196,7 @@ class HashPool:
     def _start_one(self) -> subprocess.Popen[bytes]:
         fd = self._listener.fileno()
         command = [sys.executable, "-m", __name__, "--fd", str(fd), "--parent", str(os.getpid())]
+        command += ["--folder", self._folder]
         return subprocess.Popen(command, pass_fds=(fd,), stdin=subprocess.DEVNULL)  # noqa: S603 (our own argv)
 
     def _keep(self) -> None:
@@ -222,8 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description="A Keyhall hashing process")
     parser.add_argument("--fd", type=int, required=True, help="the pool's listening socket, inherited")
     parser.add_argument("--parent", type=int, required=True, help="leave when this process is gone")
+    parser.add_argument("--folder", help="the socket's folder, removed when leaving for that reason")
     args = parser.parse_args(argv)
-    _serve_jobs(socket.socket(fileno=args.fd), args.parent)
+    _serve_jobs(socket.socket(fileno=args.fd), args.parent, args.folder)
 
 
 if __name__ == "__main__":
