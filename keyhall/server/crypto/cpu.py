@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar, TypeVarTuple
 
 import anyio
@@ -40,29 +41,28 @@ class CpuPool:
         return max(0, self._in_pool - self._concurrency)
 
     async def run(self, function: Callable[[*Ts], T], *args: *Ts) -> T:
-        if self._max_waiting is not None and self.waiting >= self._max_waiting:
-            CPU_QUEUE_REJECTIONS.inc()
-            raise ServerBusy(retry_after=self.retry_after())
-        self._in_pool += 1
-        try:
+        async with self._admitted():
             return await anyio.to_thread.run_sync(self._timed, function, *args, limiter=self._limiter)
-        finally:
-            self._in_pool -= 1
 
     async def run_async(self, function: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         """``run`` for work that waits elsewhere (the host's hashing processes): the same slots and
         queue bound, but awaited on the event loop instead of a thread."""
+        async with self._admitted(), self._limiter:
+            started = time.perf_counter()
+            try:
+                return await function(*args)
+            finally:
+                self._observe(started)
+
+    @asynccontextmanager
+    async def _admitted(self) -> AsyncIterator[None]:
+        """Count a job in the pool for its whole stay; refuse it at once when the queue is full."""
         if self._max_waiting is not None and self.waiting >= self._max_waiting:
             CPU_QUEUE_REJECTIONS.inc()
             raise ServerBusy(retry_after=self.retry_after())
         self._in_pool += 1
         try:
-            async with self._limiter:
-                started = time.perf_counter()
-                try:
-                    return await function(*args)
-                finally:
-                    self._job_s += (time.perf_counter() - started - self._job_s) * 0.2
+            yield
         finally:
             self._in_pool -= 1
 
@@ -75,5 +75,8 @@ class CpuPool:
         try:
             return function(*args)
         finally:
-            # An exponential moving average; a float store is atomic enough for an estimate.
-            self._job_s += (time.perf_counter() - started - self._job_s) * 0.2
+            self._observe(started)
+
+    def _observe(self, started: float) -> None:
+        # An exponential moving average; a float store is atomic enough for an estimate.
+        self._job_s += (time.perf_counter() - started - self._job_s) * 0.2
