@@ -357,14 +357,8 @@ class _SqliteWriter:
         )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyhall-sqlite-writer")
 
-        @event.listens_for(self._engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None  # autocommit: the statement is its own transaction
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
+        # The engine's own settings; no BEGIN (below): each statement is its own transaction.
+        event.listen(self._engine, "connect", _prepare_sqlite_connection)
 
         @event.listens_for(self._engine, "begin")
         def _on_begin(conn: Any) -> None:
@@ -397,19 +391,23 @@ def _local_writer_lock(engine: AsyncEngine) -> AbstractAsyncContextManager[Any]:
     return lock
 
 
+def _prepare_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    """Every writing SQLite connection's settings: sqlite3's own transaction handling off (autocommit
+    until someone says BEGIN), WAL, the busy timeout, foreign keys, and fsync at checkpoints only."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 
-    @event.listens_for(sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see "begin" below).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see "begin" below).
+    event.listen(sync_engine, "connect", _prepare_sqlite_connection)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
