@@ -58,19 +58,31 @@ class HashPoolUnavailable(Exception):
     """The pool did not answer the job: hash it here instead."""
 
 
-def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
+def _frame(message: dict[str, Any]) -> bytes:
     data = json.dumps(message, separators=(",", ":")).encode()
-    sock.sendall(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
 
 
-def read_frame(sock: socket.socket) -> dict[str, Any]:
-    (size,) = _HEADER.unpack(_read_exactly(sock, _HEADER.size))
+def _body_size(header: bytes) -> int:
+    (size,) = _HEADER.unpack(header)
     if size > _MAX_FRAME:
         raise ValueError(f"frame of {size} bytes")
-    message = json.loads(_read_exactly(sock, size))
+    return int(size)
+
+
+def _message(body: bytes) -> dict[str, Any]:
+    message = json.loads(body)
     if not isinstance(message, dict):
         raise ValueError("frame is not an object")
     return message
+
+
+def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(_frame(message))
+
+
+def read_frame(sock: socket.socket) -> dict[str, Any]:
+    return _message(_read_exactly(sock, _body_size(_read_exactly(sock, _HEADER.size))))
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes:
@@ -90,23 +102,18 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
 async def call_async(path: str, job: dict[str, Any]) -> dict[str, Any]:
     """Run ``job`` in the pool at ``path``: the job waits on a socket, not in a thread."""
     loop = asyncio.get_running_loop()
-    data = json.dumps(job, separators=(",", ":")).encode()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
         async with asyncio.timeout(_JOB_TIMEOUT_S):
             await loop.sock_connect(sock, path)
-            await loop.sock_sendall(sock, _HEADER.pack(len(data)) + data)
-            (size,) = _HEADER.unpack(await _receive(loop, sock, _HEADER.size))
-            if size > _MAX_FRAME:
-                raise ValueError(f"frame of {size} bytes")
-            answer = json.loads(await _receive(loop, sock, size))
+            await loop.sock_sendall(sock, _frame(job))
+            size = _body_size(await _receive(loop, sock, _HEADER.size))
+            answer = _message(await _receive(loop, sock, size))
     except (OSError, ValueError) as error:  # TimeoutError is an OSError
         raise HashPoolUnavailable(type(error).__name__) from None
     finally:
         sock.close()
-    if not isinstance(answer, dict):
-        raise HashPoolUnavailable("frame is not an object")
     if "error" in answer:
         raise HashPoolUnavailable(str(answer["error"]))
     return answer
